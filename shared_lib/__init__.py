@@ -1,0 +1,58 @@
+"""shared_lib: the companion library of "Parameter Sharing — an interactive textbook".
+
+Tied layers, counting, sharing strategies, tie-preserving checkpoints and training helpers that
+every chapter imports. Importing it has no side effects: no seeding, no global flags.
+"""
+
+from shared_lib.checkpoint import load_checkpoint, save_checkpoint
+from shared_lib.counting import ParameterMemory, count_parameters, parameter_memory
+from shared_lib.sharing import STRATEGIES, SharedStack, layer_assignment
+from shared_lib.training import (
+    History,
+    autocast_for,
+    benchmark,
+    evaluate,
+    fit,
+    get_device,
+    seed_everything,
+    synchronize,
+)
+from shared_lib.tying import (
+    BrokenTiesError,
+    check_ties,
+    get_parameter,
+    preserve_ties,
+    retie,
+    shared_groups,
+    tie,
+    untie,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STRATEGIES",
+    "BrokenTiesError",
+    "History",
+    "ParameterMemory",
+    "SharedStack",
+    "autocast_for",
+    "benchmark",
+    "check_ties",
+    "count_parameters",
+    "evaluate",
+    "fit",
+    "get_device",
+    "get_parameter",
+    "layer_assignment",
+    "load_checkpoint",
+    "parameter_memory",
+    "preserve_ties",
+    "retie",
+    "save_checkpoint",
+    "seed_everything",
+    "shared_groups",
+    "synchronize",
+    "tie",
+    "untie",
+]
