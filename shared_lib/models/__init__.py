@@ -1,0 +1,102 @@
+"""The models the chapters count and train (chapters 01, 04 and 05).
+
+- :class:`TransformerEncoder` / :class:`TransformerConfig`: BERT and ALBERT, with cross-layer
+  sharing of whole layers, attention only or feed-forward only.
+- :class:`GPT` / :class:`GPTConfig`: GPT-2 with (or without) input/output weight tying.
+- :class:`MLP`, :class:`SmallConvNet`, :class:`ElmanRNN`, :class:`SiameseNet`,
+  :class:`MultiTaskNet`: the small models of the families of sharing (chapter 01).
+- :data:`PRESETS`: the famous configurations by name, :data:`PUBLISHED_PARAMETERS` their
+  published sizes, :data:`ALBERT_TABLE3` / :data:`ALBERT_TABLE4` ALBERT's ablations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shared_lib.models.gpt import (
+    GPT,
+    GPT_PRESETS,
+    GPT_PUBLISHED_PARAMETERS,
+    Block,
+    GPTConfig,
+)
+from shared_lib.models.small import MLP, ElmanRNN, MultiTaskNet, SiameseNet, SmallConvNet
+from shared_lib.models.transformer import (
+    ALBERT_TABLE3,
+    ALBERT_TABLE4,
+    ENCODER_PRESETS,
+    ENCODER_PUBLISHED_PARAMETERS,
+    SHARE_MODES,
+    AblationRow,
+    EncoderLayer,
+    FeedForward,
+    Pooler,
+    SelfAttention,
+    TransformerConfig,
+    TransformerEncoder,
+    albert_ablation_config,
+)
+
+#: Every named configuration: BERT / ALBERT (ALBERT's Table 1) and the GPT-2 sizes.
+PRESETS: dict[str, TransformerConfig | GPTConfig] = {**ENCODER_PRESETS, **GPT_PRESETS}
+
+#: Published parameter count (millions) and its source, for every preset.
+PUBLISHED_PARAMETERS: dict[str, tuple[float, str]] = {
+    **ENCODER_PUBLISHED_PARAMETERS,
+    **GPT_PUBLISHED_PARAMETERS,
+}
+
+
+def build_model(
+    config: str | TransformerConfig | GPTConfig, device: str | torch.device | None = None
+) -> nn.Module:
+    """The model for a preset name or a config; ``device="meta"`` builds it without memory.
+
+    >>> from shared_lib.counting import count_parameters
+    >>> count_parameters(build_model("albert-xxlarge", device="meta"))
+    222595584
+    """
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"config: unknown preset {config!r}; choose from {sorted(PRESETS)}")
+        config = PRESETS[config]
+    if isinstance(config, TransformerConfig):
+        cls = TransformerEncoder
+    elif isinstance(config, GPTConfig):
+        cls = GPT
+    else:
+        raise TypeError(
+            "config must be a preset name, TransformerConfig or GPTConfig, "
+            f"got {type(config).__name__}"
+        )
+    if device is None:
+        return cls(config)
+    with torch.device(device):
+        return cls(config)
+
+
+__all__ = [
+    "ALBERT_TABLE3",
+    "ALBERT_TABLE4",
+    "GPT",
+    "MLP",
+    "PRESETS",
+    "PUBLISHED_PARAMETERS",
+    "SHARE_MODES",
+    "AblationRow",
+    "Block",
+    "ElmanRNN",
+    "EncoderLayer",
+    "FeedForward",
+    "GPTConfig",
+    "MultiTaskNet",
+    "Pooler",
+    "SelfAttention",
+    "SiameseNet",
+    "SmallConvNet",
+    "TransformerConfig",
+    "TransformerEncoder",
+    "albert_ablation_config",
+    "build_model",
+]

@@ -1,0 +1,224 @@
+"""A GPT-2 decoder in nanoGPT's layout, with input/output weight tying (chapter 04).
+
+Follows Karpathy's nanoGPT ``model.py``: token and position embeddings (``wte``, ``wpe``), pre-LN
+blocks of causal self-attention (one fused ``c_attn`` for Q, K, V, then ``c_proj``) and a 4×
+MLP, a final LayerNorm ``ln_f`` and an ``lm_head`` without bias. With ``tie_embeddings`` the
+output layer *is* the token embedding (Press & Wolf, 2017; Inan et al., 2017): one tensor,
+two uses, 50,257 × 768 = 38.6M parameters saved in GPT-2 small.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from shared_lib.models.transformer import INIT_STD, _check_bool, _check_float, _check_int
+
+__all__ = ["GPT", "GPT_PRESETS", "GPT_PUBLISHED_PARAMETERS", "Block", "GPTConfig"]
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyper-parameters of a GPT-2 style decoder; the defaults are GPT-2 small (chapter 04).
+
+    Frozen: derive variants with :func:`dataclasses.replace`, which validates again.
+
+    Attributes:
+        vocab_size: number of BPE tokens (GPT-2: 50,257).
+        block_size: context length, i.e. number of position embeddings.
+        n_layer: number of blocks.
+        n_head: attention heads; must divide ``n_embd``.
+        n_embd: width of the residual stream.
+        dropout: dropout probability (embeddings, attention weights, residual branches).
+        bias: biases in the Linear layers and LayerNorms (GPT-2: True).
+        tie_embeddings: use the token embedding as the output layer's weight (GPT-2: True).
+    """
+
+    vocab_size: int = 50257
+    block_size: int = 1024
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+    tie_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            _check_int(owner, name, getattr(self, name))
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"{owner}.n_embd ({self.n_embd}) must be divisible by "
+                f"{owner}.n_head ({self.n_head})"
+            )
+        _check_float(owner, "dropout", self.dropout, 0.0, 1.0)
+        _check_bool(owner, "bias", self.bias)
+        _check_bool(owner, "tie_embeddings", self.tie_embeddings)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with one fused Q, K, V projection (``c_attn``)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.c_attn(x).split(width, dim=2)
+        q, k, v = (t.view(batch, length, self.n_head, -1).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )
+        y = y.transpose(1, 2).reshape(batch, length, width)
+        return self.resid_dropout(self.c_proj(y))
+
+    def extra_repr(self) -> str:
+        return f"n_head={self.n_head}"
+
+
+class MLP(nn.Module):
+    """Linear C→4C, GELU (tanh approximation, as in GPT-2), Linear 4C→C."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """GPT-2 language model; ``tie_embeddings`` makes ``lm_head.weight`` the token embedding.
+
+    Used in chapter 04 to count GPT-2 with and without the tie. Builds on the meta device::
+
+        with torch.device("meta"):
+            model = GPT(PRESETS["gpt2-small"])
+
+    Args:
+        config: a :class:`GPTConfig`.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),
+                "wpe": nn.Embedding(config.block_size, config.n_embd),
+                "drop": nn.Dropout(config.dropout),
+                "h": nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
+            }
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            # Weight tying: the output layer reuses the token embedding, one (V, C) tensor for
+            # both; its gradient is the sum of both uses' gradients.
+            self.lm_head.weight = self.transformer.wte.weight
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02²) weights, zero biases, and the residual
+        projections (``c_proj``) scaled by 1/sqrt(2·n_layer), as in nanoGPT."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        residual_std = INIT_STD / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=residual_std)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits and, given ``targets``, the mean cross-entropy.
+
+        Args:
+            idx: (B, T) token ids, T <= ``block_size``.
+            targets: (B, T) next-token ids; positions set to -1 are ignored.
+
+        Returns:
+            ``(logits, loss)``: logits (B, T, vocab_size); loss a scalar, or ``None``.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must have shape (batch, length), got {tuple(idx.shape)}")
+        length = idx.shape[1]
+        if length > self.config.block_size:
+            raise ValueError(f"idx: length {length} exceeds block_size {self.config.block_size}")
+        positions = torch.arange(length, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise ValueError(
+                    f"targets must have the shape of idx {tuple(idx.shape)}, "
+                    f"got {tuple(targets.shape)}"
+                )
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
+            )
+        return logits, loss
+
+    def extra_repr(self) -> str:
+        return f"n_layer={self.config.n_layer}, tie_embeddings={self.config.tie_embeddings}"
+
+
+#: The four GPT-2 sizes (Radford et al., 2019), as released.
+GPT_PRESETS: dict[str, GPTConfig] = {
+    "gpt2-small": GPTConfig(),
+    "gpt2-medium": GPTConfig(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": GPTConfig(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": GPTConfig(n_layer=48, n_head=25, n_embd=1600),
+}
+
+_GPT2_README = "openai/gpt-2 README (corrected count; the GPT-2 paper said {}M)"
+
+#: Published parameter counts in millions and their sources. OpenAI's repository notes that the
+#: paper's counts "were wrong due to an error" and gives the corrected ones used here.
+GPT_PUBLISHED_PARAMETERS: dict[str, tuple[float, str]] = {
+    "gpt2-small": (124.0, _GPT2_README.format(117)),
+    "gpt2-medium": (355.0, _GPT2_README.format(345)),
+    "gpt2-large": (774.0, _GPT2_README.format(762)),
+    "gpt2-xl": (1558.0, _GPT2_README.format(1542)),
+}
