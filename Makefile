@@ -1,0 +1,67 @@
+# Parameter Sharing — an interactive textbook.
+#   make book   set up .venv, execute every chapter, build the website into _build/html
+#   make test   set up .venv, then lint, unit tests, notebooks, site build and site checks
+#   make lab    open the chapters in JupyterLab
+#   make bench  time every chapter against an import-only floor
+#   make strip  remove outputs from the committed notebooks
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONHASHSEED := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: book test checks lab bench strip clean lint unit notebooks site check-site assets
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo "== setting up $(VENV) from requirements.txt"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+assets:
+	bash book/tools/fetch_assets.sh
+
+site: $(STAMP) assets
+	@echo "== building the website (executes every chapter, cached)"
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+book: site
+	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared_lib tests
+	$(BIN)/ruff format --check shared_lib tests
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/sanitize.cfg chapters -q -p no:cacheprovider
+
+check-site: site
+	$(BIN)/python -m pytest tests/test_site.py -q
+
+test:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory checks && \
+	elapsed=$$(( $$(date +%s) - start )) && mkdir -p _build && \
+	echo "$$elapsed" > _build/make-test-seconds.txt && \
+	echo "make test: all checks passed in $$elapsed s"
+
+checks: lint unit notebooks check-site
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters
+
+bench: $(STAMP)
+	$(BIN)/python book/tools/bench.py
+
+strip: $(STAMP)
+	$(BIN)/nbstripout --keep-id chapters/*.ipynb
+
+clean:
+	rm -rf _build book/_vendor

@@ -1,0 +1,82 @@
+"""Checks of the built website (`make check-site` runs them after `jupyter-book build`).
+
+The site must work offline: every script, style, font, image and frame comes from the site.
+"""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "_build" / "html"
+PAGES = sorted(SITE.rglob("*.html")) if SITE.exists() else []
+CHAPTER_PAGES = [p for p in PAGES if p.parent.name == "chapters"]
+
+pytestmark = pytest.mark.skipif(not PAGES, reason="site not built: run `make site` first")
+
+
+class AssetParser(HTMLParser):
+    """Collects every URL a browser would fetch by itself when opening the page."""
+
+    FETCHED: ClassVar[dict[str, str]] = {
+        "script": "src",
+        "img": "src",
+        "iframe": "src",
+        "source": "src",
+        "embed": "src",
+    }
+
+    def __init__(self):
+        super().__init__()
+        self.assets: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in self.FETCHED and attrs.get(self.FETCHED[tag]):
+            self.assets.append(attrs[self.FETCHED[tag]])
+        rel = (attrs.get("rel") or "").lower()
+        if tag == "link" and attrs.get("href") and rel in {"stylesheet", "preload", "icon"}:
+            self.assets.append(attrs["href"])
+
+
+def remote(url: str) -> bool:
+    return bool(re.match(r"^(https?:)?//", url.strip()))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(SITE)))
+def test_page_fetches_nothing_from_another_host(page):
+    parser = AssetParser()
+    parser.feed(page.read_text(encoding="utf-8"))
+    offenders = [url for url in parser.assets if remote(url)]
+    assert not offenders, f"{page.name} loads remote assets: {offenders}"
+    # CSS may pull fonts or images by url(...): no remote ones either.
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", text)
+
+
+def test_stylesheets_fetch_nothing_remote():
+    for css in SITE.rglob("*.css"):
+        text = css.read_text(encoding="utf-8", errors="replace")
+        assert not re.search(r"@import\s+url\(\s*['\"]?(https?:)?//", text), css
+        assert not re.search(r"url\(\s*['\"]?https?://", text), css
+
+
+def test_mathjax_is_served_by_the_site():
+    assert (SITE / "_static" / "mathjax" / "tex-chtml.js").exists()
+
+
+def test_every_chapter_page_was_built_with_outputs_twin_and_colab_link():
+    assert CHAPTER_PAGES
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    github_path = url.removeprefix("https://github.com/")
+    for page in CHAPTER_PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert 'class="sl-twin"' in text, f"{page.name}: no static twin"
+        assert "data:image/png;base64," in text, f"{page.name}: no figures"
+        colab = f"https://colab.research.google.com/github/{github_path}/blob/main/chapters/"
+        assert colab + page.stem + ".ipynb" in text, f"{page.name}: no Colab link"
+        assert "Traceback" not in text, f"{page.name}: an error was rendered"
