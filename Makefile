@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test checks lab bench strip clean lint unit notebooks site check-site assets
+.PHONY: book test checks lab bench strip clean lint unit notebooks site check-site assets browser
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "== setting up $(VENV) from requirements.txt"
@@ -37,13 +37,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check shared_lib tests
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
+	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py --ignore=tests/test_browser.py
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/sanitize.cfg chapters -q -p no:cacheprovider
 
-check-site: site
-	$(BIN)/python -m pytest tests/test_site.py -q
+browser:
+	@command -v chromium >/dev/null || { echo "== installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+check-site: site browser
+	$(BIN)/python -m pytest tests/test_site.py tests/test_browser.py -q
 
 test:
 	@start=$$(date +%s); \

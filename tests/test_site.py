@@ -13,7 +13,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
-PAGES = sorted(SITE.rglob("*.html")) if SITE.exists() else []
+PAGES = sorted(
+    p
+    for p in (SITE.rglob("*.html") if SITE.exists() else [])
+    if not p.relative_to(SITE).as_posix().startswith(("_", "."))  # theme templates, caches
+)
 CHAPTER_PAGES = [p for p in PAGES if p.parent.name == "chapters"]
 
 pytestmark = pytest.mark.skipif(not PAGES, reason="site not built: run `make site` first")
