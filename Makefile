@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test checks lab bench strip clean lint unit notebooks site check-site assets browser
+.PHONY: book test checks lab bench strip clean lint unit notebooks site check-site assets browser colab-check
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "== setting up $(VENV) from requirements.txt"
@@ -37,7 +37,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check shared_lib tests
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py --ignore=tests/test_browser.py
+	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py --ignore=tests/test_browser.py \
+	  --ignore=tests/test_colab_path.py
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/sanitize.cfg chapters -q -p no:cacheprovider
@@ -56,7 +57,10 @@ test:
 	echo "$$elapsed" > _build/make-test-seconds.txt && \
 	echo "make test: all checks passed in $$elapsed s"
 
-checks: lint unit notebooks check-site
+colab-check: $(STAMP)
+	$(BIN)/python -m pytest tests/test_colab_path.py -q
+
+checks: lint unit notebooks check-site colab-check
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters
