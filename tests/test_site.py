@@ -84,3 +84,23 @@ def test_every_chapter_page_was_built_with_outputs_twin_and_colab_link():
         colab = f"https://colab.research.google.com/github/{github_path}/blob/main/chapters/"
         assert colab + page.stem + ".ipynb" in text, f"{page.name}: no Colab link"
         assert "Traceback" not in text, f"{page.name}: an error was rendered"
+
+
+def test_reading_aids_exist_and_are_linked():
+    """Glossary terms are linked from the chapters; API reference, how-to-run and bibliography."""
+    for page in ("book/glossary.html", "book/api.html", "book/how_to_run.html"):
+        assert (SITE / page).exists(), page
+    api = (SITE / "book" / "api.html").read_text(encoding="utf-8")
+    for name in ("counting.count_parameters", "tying.shared_groups", "tying.tie",
+                 "sharing.layer_assignment", "checkpoint.save_checkpoint"):  # fmt: skip
+        assert f'id="shared_lib.{name}"' in api, name
+    linked = [p for p in CHAPTER_PAGES if "glossary.html#term-" in p.read_text(encoding="utf-8")]
+    assert linked, "no chapter links a glossary term"
+    bibliography = (SITE / "book" / "bibliography.html").read_text(encoding="utf-8")
+    assert "Press" in bibliography and "Lan" in bibliography
+
+
+def test_no_widget_state_is_shipped():
+    """The site loads no widget JavaScript, so embedded widget state would be dead weight."""
+    for page in PAGES:
+        assert "application/vnd.jupyter.widget-state+json" not in page.read_text(encoding="utf-8")

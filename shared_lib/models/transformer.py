@@ -155,12 +155,12 @@ class TransformerConfig:
 
     @property
     def embedding_width(self) -> int:
-        """E: ``embedding_size``, or ``hidden_size`` when it is ``None``."""
+        """Embedding width E (``embedding_size``, or ``hidden_size`` when that is ``None``)."""
         return self.hidden_size if self.embedding_size is None else self.embedding_size
 
     @property
     def unique_layers(self) -> int:
-        """M: the number of parameter sets of the shared part (``n_unique`` resolved)."""
+        """The number M of parameter sets of the shared part (``n_unique`` resolved)."""
         if self.n_unique is not None:
             return self.n_unique
         return self.num_layers if self.share == "none" else 1
