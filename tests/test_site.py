@@ -104,3 +104,10 @@ def test_no_widget_state_is_shipped():
     """The site loads no widget JavaScript, so embedded widget state would be dead weight."""
     for page in PAGES:
         assert "application/vnd.jupyter.widget-state+json" not in page.read_text(encoding="utf-8")
+
+
+def test_every_image_on_a_chapter_page_has_alt_text():
+    for page in CHAPTER_PAGES:
+        for tag in re.findall(r"<img\b[^>]*>", page.read_text(encoding="utf-8")):
+            alt = re.search(r'alt="([^"]*)"', tag)
+            assert alt and alt.group(1).strip(), f"{page.name}: image without alt text {tag[:120]}"
