@@ -1,0 +1,501 @@
+"""Convolution without sharing, and convolution written out as a dense layer (chapter 02).
+
+:class:`LocallyConnected2d` has the receptive field of :class:`torch.nn.Conv2d` but one filter
+per output position (no sharing across space), as in DeepFace. :func:`conv_as_dense` writes a
+convolution as the matrix of an equivalent ``nn.Linear`` and says which kernel entry every
+matrix entry uses. The ``*_parameter_count`` functions count the three layers from their
+shapes alone, so that huge layers can be compared without allocating them.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.axes import Axes
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "LocallyConnected2d",
+    "conv2d_parameter_count",
+    "conv_as_dense",
+    "conv_output_size",
+    "linear_parameter_count",
+    "locally_connected2d_parameter_count",
+    "plot_conv_as_dense",
+    "shift2d",
+    "shift_equivariance_error",
+]
+
+_PADDING_MODES = ("zeros", "circular")
+
+
+def _pair(value: int | tuple[int, int], argument: str, minimum: int = 1) -> tuple[int, int]:
+    """``3`` → ``(3, 3)``; checks that both entries are ints ``>= minimum``."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+    ):
+        raise TypeError(f"{argument} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{argument} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _positive(value: int, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{argument} must be >= 1, got {value}")
+    return value
+
+
+def conv_output_size(
+    input_size: int | tuple[int, int],
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> tuple[int, int]:
+    """Height and width of a 2-D convolution's output (the formula of ``nn.Conv2d``; ch. 02)."""
+    sizes = _pair(input_size, "input_size")
+    kernels = _pair(kernel_size, "kernel_size")
+    strides = _pair(stride, "stride")
+    paddings = _pair(padding, "padding", minimum=0)
+    dilations = _pair(dilation, "dilation")
+    out = tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(sizes, kernels, strides, paddings, dilations, strict=True)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"kernel_size={kernel_size!r} (dilation {dilation!r}) does not fit input_size="
+            f"{input_size!r} with padding={padding!r}: the output would be {out}"
+        )
+    return out  # type: ignore[return-value]
+
+
+def conv2d_parameter_count(
+    in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], bias: bool = True
+) -> int:
+    """Parameters of ``nn.Conv2d``: one kernel for all positions, any image size (ch. 02)."""
+    kh, kw = _pair(kernel_size, "kernel_size")
+    in_channels = _positive(in_channels, "in_channels")
+    out_channels = _positive(out_channels, "out_channels")
+    return out_channels * in_channels * kh * kw + (out_channels if bias else 0)
+
+
+def locally_connected2d_parameter_count(
+    in_channels: int,
+    out_channels: int,
+    input_size: int | tuple[int, int],
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    bias: bool = True,
+) -> int:
+    """Parameters of :class:`LocallyConnected2d`: a kernel and bias per output position (ch. 02)."""
+    oh, ow = conv_output_size(input_size, kernel_size, stride, padding)
+    return oh * ow * conv2d_parameter_count(in_channels, out_channels, kernel_size, bias)
+
+
+def linear_parameter_count(in_features: int, out_features: int, bias: bool = True) -> int:
+    """Parameters of ``nn.Linear``: a weight per (input, output) pair, plus a bias (ch. 02)."""
+    in_features = _positive(in_features, "in_features")
+    out_features = _positive(out_features, "out_features")
+    return in_features * out_features + (out_features if bias else 0)
+
+
+class LocallyConnected2d(nn.Module):
+    """A convolution without sharing across space: every output position has its own filter.
+
+    Each output pixel ``(i, j)`` sees the same ``kernel_size`` window as in ``nn.Conv2d``, but
+    through its own weights ``weight[i, j]`` (shape ``(out_channels, in_channels, kh, kw)``) and
+    its own bias ``bias[:, i, j]``. The input size must therefore be fixed when the layer is
+    built. Used in chapter 02 as the unshared twin of a convolution (and by DeepFace for aligned
+    faces).
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output (filters per position).
+        input_size: ``(height, width)`` of the input, or one int for a square input.
+        kernel_size: window size, an int or ``(kh, kw)``.
+        stride: step between windows.
+        padding: zeros (or wrapped values) added on every side.
+        bias: learn one bias per output channel **and position**.
+        padding_mode: ``"zeros"`` (as ``nn.Conv2d``'s default) or ``"circular"``.
+
+    Shape:
+        input ``(N, in_channels, H, W)`` with ``(H, W) == input_size``;
+        output ``(N, out_channels, H_out, W_out)`` with ``output_size`` = ``(H_out, W_out)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        input_size: int | tuple[int, int],
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        self.in_channels = _positive(in_channels, "in_channels")
+        self.out_channels = _positive(out_channels, "out_channels")
+        self.input_size = _pair(input_size, "input_size")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        self.padding_mode = padding_mode
+        self.output_size = conv_output_size(
+            self.input_size, self.kernel_size, self.stride, self.padding
+        )
+        factory = {"device": device, "dtype": dtype}
+        oh, ow = self.output_size
+        self.weight = nn.Parameter(
+            torch.empty(oh, ow, out_channels, in_channels, *self.kernel_size, **factory)
+        )
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, oh, ow, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise every position's filter as ``nn.Conv2d`` initialises its one filter:
+        uniform in ``±1/sqrt(fan_in)``, independently per position."""
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, input_size: int | tuple[int, int]) -> LocallyConnected2d:
+        """A locally connected layer whose filter at every position is a copy of ``conv``'s:
+        the same function as ``conv`` on inputs of ``input_size``, with the tie cut."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        if conv.groups != 1 or conv.dilation != (1, 1) or isinstance(conv.padding, str):
+            raise ValueError(
+                "conv must have groups=1, dilation=1 and numeric padding, got "
+                f"groups={conv.groups}, dilation={conv.dilation}, padding={conv.padding!r}"
+            )
+        if conv.padding_mode not in _PADDING_MODES:
+            raise ValueError(
+                f"conv.padding_mode must be one of {_PADDING_MODES}, got {conv.padding_mode!r}"
+            )
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            input_size,
+            conv.kernel_size,  # type: ignore[arg-type]
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,  # type: ignore[arg-type]
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight.expand_as(layer.weight))
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias[:, None, None].expand_as(layer.bias))
+        return layer
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dim() != 4:
+            raise ValueError(
+                f"input must be 4-D (batch, channels, height, width), got {tuple(input.shape)}"
+            )
+        if input.shape[1] != self.in_channels or tuple(input.shape[2:]) != self.input_size:
+            raise ValueError(
+                f"input must have shape (N, {self.in_channels}, {self.input_size[0]}, "
+                f"{self.input_size[1]}) for this layer, got {tuple(input.shape)}"
+            )
+        padding = self.padding
+        if self.padding_mode == "circular" and any(padding):
+            ph, pw = padding
+            input = F.pad(input, (pw, pw, ph, ph), mode="circular")
+            padding = (0, 0)
+        # patches: (N, C·kh·kw, L) — the window of every output position, as a column.
+        patches = F.unfold(input, self.kernel_size, padding=padding, stride=self.stride)
+        oh, ow = self.output_size
+        weight = self.weight.reshape(oh * ow, self.out_channels, -1)  # (L, O, C·kh·kw)
+        # One small matrix product per position l, with a different filter at each: batch over
+        # l. Contiguous operands keep bmm from copying every batch entry separately.
+        output = torch.bmm(
+            patches.permute(2, 0, 1).contiguous(), weight.transpose(1, 2).contiguous()
+        )  # (L, N, O)
+        output = output.permute(1, 2, 0).reshape(input.shape[0], self.out_channels, oh, ow)
+        if self.bias is not None:
+            output = output + self.bias
+        return output
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"output_size={self.output_size}"
+        )
+        if self.bias is None:
+            text += ", bias=False"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode!r}"
+        return text
+
+
+def _conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """Top and left padding of ``conv`` (``padding="same"`` puts any odd extra on the far side)."""
+    if conv.padding == "valid":
+        return 0, 0
+    if conv.padding == "same":
+        return tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size, strict=True))  # type: ignore[return-value]
+    return conv.padding  # type: ignore[return-value]
+
+
+def conv_as_dense(
+    conv: nn.Conv2d, input_shape: tuple[int, int, int], max_entries: int = 4_000_000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The matrix of the linear map a convolution computes, and which kernel entry each uses.
+
+    ``matrix @ x.flatten() + bias_per_row`` equals ``conv(x).flatten()`` for an input ``x`` of
+    shape ``input_shape = (C, H, W)``; the bias (``conv.bias`` repeated over positions) is not
+    part of the matrix. ``index_map`` has the matrix's shape and holds, for every entry, the
+    flat index into ``conv.weight`` of the kernel entry it uses, or ``-1`` for a structural zero
+    (an input pixel outside that output's window). Chapter 02: convolution is a dense layer
+    whose weights are tied and mostly zero.
+
+    Args:
+        conv: an ``nn.Conv2d`` with ``groups=1`` and padding mode ``"zeros"`` or ``"circular"``.
+        input_shape: ``(channels, height, width)`` of one input.
+        max_entries: refuse to build a matrix larger than this (it grows as the image squared).
+
+    Returns:
+        ``(matrix, index_map)``, both of shape ``(out_channels·H_out·W_out, C·H·W)``; the matrix
+        has ``conv.weight``'s dtype and device, the map is ``int64``.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if conv.groups != 1:
+        raise ValueError(f"conv must have groups=1, got groups={conv.groups}")
+    if conv.padding_mode not in _PADDING_MODES:
+        raise ValueError(
+            f"conv.padding_mode must be one of {_PADDING_MODES}, got {conv.padding_mode!r}"
+        )
+    if (
+        not isinstance(input_shape, (tuple, list, torch.Size))
+        or len(input_shape) != 3
+        or not all(isinstance(v, int) and v >= 1 for v in input_shape)
+    ):
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    channels, height, width = input_shape
+    if channels != conv.in_channels:
+        raise ValueError(
+            f"input_shape has {channels} channels but conv expects in_channels={conv.in_channels}"
+        )
+    kh, kw = conv.kernel_size
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    ph, pw = _conv_padding(conv)
+    if conv.padding == "same":  # the output keeps the input size (stride is 1 for "same")
+        oh, ow = height, width
+    else:
+        oh, ow = conv_output_size(
+            (height, width), conv.kernel_size, conv.stride, (ph, pw), conv.dilation
+        )
+    rows, cols = conv.out_channels * oh * ow, channels * height * width
+    if rows * cols > max_entries:
+        raise ValueError(
+            f"the dense matrix would have {rows}×{cols} = {rows * cols:,} entries, more than "
+            f"max_entries={max_entries:,}; use a smaller input_shape"
+        )
+    circular = conv.padding_mode == "circular"
+    if circular and (dh * (kh - 1) >= height or dw * (kw - 1) >= width):
+        raise ValueError(
+            f"a {kh}×{kw} kernel (dilation {conv.dilation}) wraps onto the same pixel twice on a "
+            f"{height}×{width} input with circular padding; use a larger input_shape"
+        )
+    # Every (output position, kernel tap) pair: which input pixel it reads.
+    out_y = torch.arange(oh)[:, None, None, None]
+    out_x = torch.arange(ow)[None, :, None, None]
+    tap_y = torch.arange(kh)[None, None, :, None]
+    tap_x = torch.arange(kw)[None, None, None, :]
+    in_y = (out_y * sh - ph + tap_y * dh).expand(oh, ow, kh, kw)
+    in_x = (out_x * sw - pw + tap_x * dw).expand(oh, ow, kh, kw)
+    if circular:
+        in_y, in_x = in_y % height, in_x % width
+        inside = torch.ones_like(in_y, dtype=torch.bool)
+    else:
+        inside = (in_y >= 0) & (in_y < height) & (in_x >= 0) & (in_x < width)
+    index_map = torch.full((rows, cols), -1, dtype=torch.int64)
+    position = (out_y * ow + out_x).expand(oh, ow, kh, kw)
+    tap = (tap_y * kw + tap_x).expand(oh, ow, kh, kw)
+    pixel = in_y * width + in_x
+    position, tap, pixel = position[inside], tap[inside], pixel[inside]
+    for o in range(conv.out_channels):
+        for c in range(channels):
+            kernel_index = (o * channels + c) * kh * kw + tap
+            index_map[o * oh * ow + position, c * height * width + pixel] = kernel_index
+    structural = index_map < 0
+    flat_weight = conv.weight.detach().reshape(-1)
+    matrix = flat_weight[index_map.clamp(min=0).to(flat_weight.device)]
+    matrix = matrix.masked_fill(structural.to(flat_weight.device), 0.0)
+    return matrix, index_map
+
+
+def shift2d(images: torch.Tensor, dy: int, dx: int, mode: str = "zeros") -> torch.Tensor:
+    """Shift images down by ``dy`` and right by ``dx`` pixels (negative: up, left) (ch. 02).
+
+    ``mode="zeros"`` fills the vacated pixels with zeros and drops what leaves the frame;
+    ``mode="circular"`` wraps around (``torch.roll``).
+    """
+    if mode not in _PADDING_MODES:
+        raise ValueError(f"mode must be one of {_PADDING_MODES}, got {mode!r}")
+    if images.dim() < 2:
+        raise ValueError(f"images must have at least 2 dims (…, H, W), got {tuple(images.shape)}")
+    if mode == "circular":
+        return torch.roll(images, (dy, dx), dims=(-2, -1))
+    height, width = images.shape[-2:]
+    shifted = torch.zeros_like(images)
+    if abs(dy) >= height or abs(dx) >= width:
+        return shifted
+    shifted[..., max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = images[
+        ..., max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+    ]
+    return shifted
+
+
+def shift_equivariance_error(
+    layer: nn.Module,
+    images: torch.Tensor,
+    dy: int,
+    dx: int,
+    mode: str = "zeros",
+    margin: int = 1,
+) -> tuple[float, float | None]:
+    """How far ``layer`` is from commuting with a shift: ``layer(shift(x))`` vs ``shift(layer(x))``.
+
+    Returns the largest absolute difference relative to the largest ``|layer(x)|``, separately
+    for the **interior** and the **border** (chapter 02). With ``mode="zeros"`` the content that
+    leaves the frame is lost and new zeros come in, so even a convolution cannot commute with
+    the shift near the edges: the interior is the region at least ``margin`` pixels (the
+    receptive-field radius) away from both the frame and the vacated band. With
+    ``mode="circular"`` nothing is lost, the whole map is interior and the border is ``None``.
+    ``layer`` must keep the spatial size (stride 1, "same" padding).
+    """
+    with torch.no_grad():
+        output = layer(images)
+        if output.shape[-2:] != images.shape[-2:]:
+            raise ValueError(
+                f"layer must keep the spatial size, got {tuple(images.shape[-2:])} -> "
+                f"{tuple(output.shape[-2:])}"
+            )
+        difference = (layer(shift2d(images, dy, dx, mode)) - shift2d(output, dy, dx, mode)).abs()
+    scale = output.abs().max().item() or 1.0
+    if mode == "circular":
+        return difference.max().item() / scale, None
+    height, width = images.shape[-2:]
+    inside = torch.zeros(height, width, dtype=torch.bool)
+    rows = slice(margin + max(dy, 0), height - margin - max(-dy, 0))
+    cols = slice(margin + max(dx, 0), width - margin - max(-dx, 0))
+    inside[rows, cols] = True
+    if not inside.any():
+        raise ValueError(f"no interior left: shift ({dy}, {dx}) with margin {margin} is too large")
+    interior = difference[..., inside].max().item() / scale
+    border = difference[..., ~inside].max().item() / scale if (~inside).any() else None
+    return interior, border
+
+
+def _entry_colours(n: int) -> list[str]:
+    """``n`` distinguishable colours: the book's palette first, then a colour-blind-safe extra."""
+    from shared_lib.plotting import PALETTE
+
+    extra = ["#332288", "#88CCEE", "#882255", "#117733", "#AA4499", "#44AA99", "#DDCC77"]
+    colours = [*PALETTE, *extra]
+    return [colours[i % len(colours)] for i in range(n)]
+
+
+def _ink(colour: str) -> str:
+    """Black text on light colours, white on dark ones."""
+    red, green, blue = mpl.colors.to_rgb(colour)
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.6 else "white"
+
+
+def plot_conv_as_dense(
+    kernel: torch.Tensor, index_map: torch.Tensor, axes: tuple[Axes, Axes] | None = None
+) -> tuple[Axes, Axes]:
+    """Draw a kernel and the dense matrix of its convolution, each entry coloured (and lettered)
+    by the kernel weight it uses; structural zeros stay white (chapter 02)."""
+    kernel = kernel.detach().cpu()
+    n_weights = kernel.numel()
+    if index_map.dim() != 2 or int(index_map.max()) >= n_weights:
+        raise ValueError(
+            f"index_map must be 2-D with entries < kernel.numel()={n_weights}, "
+            f"got shape {tuple(index_map.shape)} and max {int(index_map.max())}"
+        )
+    colours = _entry_colours(n_weights)
+    letters = string.ascii_lowercase if n_weights <= 26 else None
+    cmap = mpl.colors.ListedColormap(colours)
+    if axes is None:
+        _, axes = plt.subplots(
+            1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [1, 3.2]}, layout="constrained"
+        )
+    kernel_ax, matrix_ax = axes
+    flat = kernel.reshape(-1)
+    shape2d = kernel.reshape(-1, kernel.shape[-1]).shape
+    ids = torch.arange(n_weights).reshape(shape2d).float()
+    kernel_ax.imshow(ids.numpy(), cmap=cmap, vmin=-0.5, vmax=n_weights - 0.5)
+    for k in range(n_weights):
+        r, c = divmod(k, shape2d[1])
+        label = f"{letters[k]}\n{flat[k]:+.2f}" if letters else f"{flat[k]:+.2f}"
+        kernel_ax.text(
+            c,
+            r,
+            label,
+            ha="center",
+            va="center",
+            color=_ink(colours[k]),
+            fontsize=10,
+            fontweight="bold",
+        )
+    kernel_ax.set_title(f"kernel: {n_weights} weights")
+    kernel_ax.set_xticks([])
+    kernel_ax.set_yticks([])
+    kernel_ax.grid(False)
+
+    image = index_map.detach().cpu().float().masked_fill(index_map.cpu() < 0, float("nan"))
+    matrix_ax.imshow(image.numpy(), cmap=cmap, vmin=-0.5, vmax=n_weights - 0.5, aspect="equal")
+    if letters and index_map.numel() <= 2_500:
+        for (r, c), k in zip(
+            torch.nonzero(index_map >= 0).tolist(), index_map[index_map >= 0].tolist(), strict=True
+        ):
+            matrix_ax.text(
+                c, r, letters[k], ha="center", va="center", color=_ink(colours[k]), fontsize=6
+            )
+    rows, cols = index_map.shape
+    matrix_ax.set_xticks(torch.arange(-0.5, cols, 1).tolist(), minor=True)
+    matrix_ax.set_yticks(torch.arange(-0.5, rows, 1).tolist(), minor=True)
+    matrix_ax.grid(which="minor", color="0.88", linewidth=0.5)
+    matrix_ax.grid(which="major", visible=False)
+    matrix_ax.tick_params(which="minor", length=0)
+    used = int((index_map >= 0).sum())
+    matrix_ax.set_title(
+        f"dense matrix {rows}×{cols}: {used} of {rows * cols} entries used, "
+        f"{n_weights} distinct weights"
+    )
+    matrix_ax.set_xlabel("input pixel (flattened row by row)")
+    matrix_ax.set_ylabel("output pixel (flattened)")
+    return kernel_ax, matrix_ax
