@@ -1,0 +1,214 @@
+"""Sharing across depth: a looped block and a LoRA-relaxed shared stack (chapter 06).
+
+:class:`LoopedNet` applies one step module as many times as asked, so the depth can change at
+test time (the idea of the Universal Transformer, Dehghani et al. 2019).
+:class:`RelaxedSharedStack` relaxes full sharing with a small per-layer LoRA, after Bae et al.
+(2024), "Relaxed Recursive Transformers: Effective Parameter Sharing with Layer-wise LoRA":
+layer ``i`` of the stack runs the shared block with each target weight ``W`` replaced by
+``W + B_i A_i``, where ``A_i`` is ``rank × fan_in`` and ``B_i`` is ``fan_out × rank``. Rank 0
+is a fully shared stack; a rank as large as the weights allows lets every layer reach any
+weight of its own (at more parameters than an unshared stack).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+__all__ = ["LoopedNet", "RelaxedSharedStack"]
+
+
+def _check_int(value: object, argument: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{argument} must be >= {minimum}, got {value}")
+    return value
+
+
+class LoopedNet(nn.Module):
+    """``encoder`` → one ``step`` applied ``steps`` times → ``decoder``; one set of weights for
+    every iteration, so ``forward(x, steps=k)`` may run more (or fewer) iterations than training.
+
+    The step is called as ``step(state, inputs)``: the encoded input is fed to every iteration
+    (so the step never forgets the question) and the state starts at zero. With a local step
+    (a convolution, say) information travels a fixed distance per iteration, which makes the
+    number of iterations the depth of reasoning.
+
+    Args:
+        encoder: maps the input to the per-iteration input ``inputs`` (and the state's shape).
+        step: the shared iteration, ``step(state, inputs) -> new state``.
+        decoder: maps the final state to the output.
+        steps: iterations when ``forward`` is not told otherwise.
+    """
+
+    def __init__(self, encoder: nn.Module, step: nn.Module, decoder: nn.Module, steps: int) -> None:
+        super().__init__()
+        for argument, module in (("encoder", encoder), ("step", step), ("decoder", decoder)):
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"{argument} must be an nn.Module, got {type(module).__name__}")
+        self.encoder, self.step, self.decoder = encoder, step, decoder
+        self.steps = _check_int(steps, "steps", 1)
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        steps = self.steps if steps is None else _check_int(steps, "steps", 1)
+        inputs = self.encoder(x)
+        state = torch.zeros_like(inputs)
+        for _ in range(steps):
+            state = self.step(state, inputs)  # the same weights at every iteration
+        return self.decoder(state)
+
+    def extra_repr(self) -> str:
+        return f"steps={self.steps}"
+
+
+class RelaxedSharedStack(nn.Module):
+    """One block applied ``n_layers`` times, layer ``i`` with weights ``W + B_i A_i``.
+
+    Args:
+        block: the shared block, or a callable returning it (called once).
+        n_layers: how many times the block is applied.
+        rank: rank of each layer's correction; 0 means full sharing (no LoRA parameters).
+        targets: names (as in ``block.named_modules()``) of the submodules whose ``weight`` gets
+            a per-layer correction; ``None`` picks every :class:`torch.nn.Linear` in the block.
+            Any weight with two or more dimensions works (a convolution's is flattened to
+            ``out × (in · kernel)``).
+        residual: compute ``x + block(x)`` at every layer instead of ``block(x)``.
+
+    ``B_i`` starts at zero, so a new stack computes exactly what the fully shared one does;
+    training moves each layer away from the shared weights only as far as its rank allows.
+    Unique parameters: ``count_parameters(block) + n_layers · rank · Σ_targets (fan_in +
+    fan_out)`` (:meth:`expected_parameters`).
+    """
+
+    def __init__(
+        self,
+        block: nn.Module | Callable[[], nn.Module],
+        n_layers: int,
+        rank: int = 0,
+        targets: Sequence[str] | None = None,
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(block, nn.Module):
+            if not callable(block):
+                raise TypeError(
+                    f"block must be an nn.Module or a callable returning one, "
+                    f"got {type(block).__name__}"
+                )
+            block = block()
+            if not isinstance(block, nn.Module):
+                raise TypeError(f"block() must return an nn.Module, got {type(block).__name__}")
+        self.n_layers = _check_int(n_layers, "n_layers", 1)
+        self.rank = _check_int(rank, "rank", 0)
+        if not isinstance(residual, bool):
+            raise TypeError(f"residual must be a bool, got {type(residual).__name__}")
+        self.residual = residual
+        self.block = block
+        self.targets = self._resolve_targets(block, targets)
+        if self.rank > 0 and not self.targets:
+            raise ValueError(
+                "rank > 0 needs at least one target weight; the block has no nn.Linear"
+            )
+        # Per target: A (n_layers, rank, fan_in) and B (n_layers, fan_out, rank), stacked by layer.
+        self.lora_a = nn.ParameterDict()
+        self.lora_b = nn.ParameterDict()
+        if self.rank > 0:
+            for name in self.targets:
+                weight = self._weight(name)
+                fan_out, fan_in = weight.shape[0], weight[0].numel()
+                key = self._key(name)
+                self.lora_a[key] = nn.Parameter(weight.new_empty(n_layers, rank, fan_in))
+                self.lora_b[key] = nn.Parameter(weight.new_empty(n_layers, fan_out, rank))
+        self.reset_lora()
+
+    @staticmethod
+    def _resolve_targets(block: nn.Module, targets: Sequence[str] | None) -> list[str]:
+        modules = dict(block.named_modules())
+        if targets is None:
+            return [name for name, module in modules.items() if isinstance(module, nn.Linear)]
+        if isinstance(targets, str) or not isinstance(targets, Sequence):
+            raise TypeError(f"targets must be a list of module names, got {targets!r}")
+        resolved = []
+        for name in targets:
+            if name not in modules:
+                raise ValueError(f"targets names {name!r}, which is not a submodule of block")
+            weight = getattr(modules[name], "weight", None)
+            if not isinstance(weight, nn.Parameter) or weight.dim() < 2:
+                raise ValueError(f"targets names {name!r}, which has no 2-D (or larger) weight")
+            if name in resolved:
+                raise ValueError(f"targets names {name!r} twice")
+            resolved.append(name)
+        return resolved
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "__") or "_self"
+
+    def _weight(self, name: str) -> nn.Parameter:
+        return self.block.get_submodule(name).weight
+
+    def reset_lora(self) -> None:
+        """Re-initialise the corrections: ``A`` as in LoRA (Kaiming-uniform), ``B = 0``."""
+        for key in self.lora_a:
+            for layer in range(self.n_layers):
+                nn.init.kaiming_uniform_(self.lora_a[key].data[layer], a=math.sqrt(5))
+            nn.init.zeros_(self.lora_b[key])
+
+    def delta(self, layer: int, name: str) -> torch.Tensor:
+        """The correction ``B_i A_i`` of target ``name`` at ``layer``, shaped like its weight."""
+        _check_int(layer, "layer", 0)
+        if layer >= self.n_layers:
+            raise ValueError(f"layer must be < n_layers ({self.n_layers}), got {layer}")
+        if name not in self.targets:
+            raise ValueError(f"name must be one of the targets {self.targets}, got {name!r}")
+        weight = self._weight(name)
+        if self.rank == 0:
+            return torch.zeros_like(weight)
+        key = self._key(name)
+        return (self.lora_b[key][layer] @ self.lora_a[key][layer]).view_as(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in range(self.n_layers):
+            if self.rank == 0:
+                out = self.block(x)
+            else:
+                weights = {
+                    f"{name}.weight" if name else "weight": self._weight(name)
+                    + self.delta(layer, name)
+                    for name in self.targets
+                }
+                out = functional_call(self.block, weights, (x,), strict=False)
+            x = x + out if self.residual else out
+        return x
+
+    def unshared_blocks(self) -> list[nn.Module]:
+        """Independent copies of the block, copy ``i`` holding layer ``i``'s merged weights
+        ``W + B_i A_i``: the same function as the stack, with no sharing left."""
+        blocks = []
+        for layer in range(self.n_layers):
+            clone = copy.deepcopy(self.block)
+            with torch.no_grad():
+                for name in self.targets:
+                    clone.get_submodule(name).weight.add_(self.delta(layer, name))
+            blocks.append(clone)
+        return blocks
+
+    def expected_parameters(self) -> int:
+        """``count_parameters(block) + n_layers · rank · Σ (fan_in + fan_out)`` over targets."""
+        shared = sum(p.numel() for p in self.block.parameters())
+        per_layer = sum(
+            self._weight(name)[0].numel() + self._weight(name).shape[0] for name in self.targets
+        )
+        return shared + self.n_layers * self.rank * per_layer
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_layers={self.n_layers}, rank={self.rank}, targets={self.targets}, "
+            f"residual={self.residual}"
+        )

@@ -1,0 +1,111 @@
+"""Generated sequence and algorithmic tasks whose size can be dialled up (chapter 06).
+
+Each task is defined for any length, so that a model trained on short instances can be tested
+on longer ones: the point of sharing across time and depth. Every function is seeded and
+returns CPU tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["OPEN", "SOURCE", "WALL", "chain_reachability", "layerwise_teacher", "parity"]
+
+#: Cell codes of :func:`chain_reachability`.
+OPEN, WALL, SOURCE = 0, 1, 2
+
+
+def _check_int(value: object, argument: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{argument} must be >= {minimum}, got {value}")
+    return value
+
+
+def parity(n: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random bit strings labelled by their parity (the number of ones, mod 2).
+
+    Returns ``bits`` of shape ``(n, length)`` (int64, values 0/1) and ``labels`` of shape
+    ``(n,)``. One recurrent cell solves it at any length with a two-state memory; a network
+    with a fixed-size input cannot even be applied to a longer string.
+
+    >>> bits, labels = parity(3, 5, seed=0)
+    >>> bool((bits.sum(1) % 2 == labels).all())
+    True
+    """
+    _check_int(n, "n", 1)
+    _check_int(length, "length", 1)
+    _check_int(seed, "seed", 0)
+    generator = torch.Generator().manual_seed(seed)
+    bits = torch.randint(0, 2, (n, length), generator=generator)
+    return bits, bits.sum(dim=1) % 2
+
+
+def chain_reachability(
+    n: int, length: int, n_walls: int = 2, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flood fill on a line: which cells can the source reach without crossing a wall?
+
+    Each row holds one :data:`SOURCE` cell and ``n_walls`` :data:`WALL` cells at random distinct
+    positions; the rest are :data:`OPEN`. A cell's label is 1 when no wall lies between it and
+    the source (the source itself included), else 0. A local rule applied once per step moves
+    the answer a fixed number of cells, so the number of steps needed grows with the length.
+
+    Returns ``cells`` ``(n, length)`` (int64 codes) and ``labels`` ``(n, length)`` (int64 0/1).
+    """
+    _check_int(n, "n", 1)
+    _check_int(n_walls, "n_walls", 0)
+    _check_int(length, "length", n_walls + 1)
+    _check_int(seed, "seed", 0)
+    generator = torch.Generator().manual_seed(seed)
+    # A random permutation per row: its first entry is the source, the next n_walls the walls.
+    order = torch.rand(n, length, generator=generator).argsort(dim=1)
+    cells = torch.full((n, length), OPEN, dtype=torch.int64)
+    cells.scatter_(1, order[:, 1 : n_walls + 1], WALL)
+    source = order[:, :1]
+    cells.scatter_(1, source, SOURCE)
+    # Walls crossed between the source and each cell = difference of cumulative wall counts.
+    walls_before = (cells == WALL).long().cumsum(dim=1)
+    crossed = walls_before - walls_before.gather(1, source)
+    labels = (crossed == 0) & (cells != WALL)
+    return cells, labels.long()
+
+
+@torch.no_grad()
+def layerwise_teacher(
+    n: int,
+    width: int = 8,
+    depth: int = 4,
+    n_classes: int = 4,
+    gain: float = 2.5,
+    seed: int = 0,
+    data_seed: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian inputs and the outputs of a random deep network whose layers all differ.
+
+    The teacher applies ``depth`` layers ``h ← tanh(W_i h)`` with independent random ``W_i``
+    (entries of standard deviation ``gain / sqrt(width)``), then a random linear read-out to
+    ``n_classes`` logits; a label is the argmax of the logits. A student that must reuse one layer
+    at every depth lacks the depth-specific computation; one with per-layer weights (or per-layer
+    low-rank corrections) can match it exactly. ``seed`` fixes the teacher, ``data_seed``
+    (default ``seed + 1``) the inputs.
+
+    Returns ``inputs`` ``(n, width)`` and ``logits`` ``(n, n_classes)``, both float32.
+    """
+    _check_int(n, "n", 1)
+    _check_int(width, "width", 1)
+    _check_int(depth, "depth", 1)
+    _check_int(n_classes, "n_classes", 2)
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
+        raise ValueError(f"gain must be a positive number, got {gain!r}")
+    _check_int(seed, "seed", 0)
+    data_seed = seed + 1 if data_seed is None else _check_int(data_seed, "data_seed", 0)
+    teacher = torch.Generator().manual_seed(seed)
+    weights = torch.randn(depth, width, width, generator=teacher) * (gain / width**0.5)
+    readout = torch.randn(width, n_classes, generator=teacher)
+    inputs = torch.randn(n, width, generator=torch.Generator().manual_seed(data_seed))
+    hidden = inputs
+    for weight in weights:
+        hidden = torch.tanh(hidden @ weight.T)
+    return inputs, hidden @ readout
