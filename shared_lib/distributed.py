@@ -1,0 +1,522 @@
+"""Shared weights across processes: DDP and FSDP2 with tied and reused modules.
+
+Used by the appendix "Sharing at scale". Data-parallel training replicates (DDP) or shards
+(FSDP) a model over several processes, and both meet parameter sharing in a way that can fail:
+
+* **FSDP shards one unit at a time.** Every ``fully_shard`` call makes the parameters it
+  manages one sharded group, gathered just before the unit runs and freed after it. A tied
+  parameter used by modules of two units would be gathered for one and not for the other, so
+  FSDP needs every module that uses a tied parameter in the *same* unit
+  (pytorch/pytorch#77724). :func:`fsdp_units` merges candidate units that share a parameter,
+  :func:`check_units` refuses units that split one (naming the parameter and the units) before
+  anything is sharded, and :func:`shard_model` applies FSDP2's ``fully_shard`` to the merged
+  units, then to the root, and checks that every tie survived.
+* **DDP and reentrant activation checkpointing.** DDP averages a parameter's gradient over the
+  processes once autograd has accumulated it. Reentrant checkpointing (``use_reentrant=True``)
+  runs a separate backward pass per checkpointed region, so a parameter used in two regions,
+  or in one region and outside it (a layer reused at every depth, a tied output layer), has
+  its gradient accumulated more than once. DDP does not support that (pytorch/pytorch#84589):
+  it stops with an error, or, when it has already averaged everything else, averages only part
+  of that gradient, silently. :func:`wrap_ddp` runs :func:`check_reentrant_sharing` first;
+  wrap regions in :class:`Checkpointed` so that the check can see which ones are reentrant.
+
+The checks look at the module tree (every path under which a module is registered) and, given
+example inputs, at the calls one forward pass makes. A parameter used *functionally* (read as an
+attribute in another module's ``forward``) is invisible to them.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.utils.checkpoint import checkpoint
+
+from shared_lib.tying import check_ties, shared_groups
+
+__all__ = [
+    "Checkpointed",
+    "block_candidates",
+    "check_reentrant_sharing",
+    "check_units",
+    "fsdp_units",
+    "shard_model",
+    "wrap_ddp",
+]
+
+_ROOT = -1  # the owner index of modules outside every unit: FSDP's root unit
+_SHOW = 4  # how many names an error message lists
+
+
+# --------------------------------------------------------------------------------------------
+# Activation checkpointing that the DDP check can see.
+
+
+class Checkpointed(nn.Module):
+    """Activation checkpointing of ``module``, reentrant or not, visible to the DDP check.
+
+    A thin wrapper around :func:`torch.utils.checkpoint.checkpoint`: the forward pass keeps no
+    activations of ``module`` and recomputes them during the backward pass. Marking the region
+    as a module lets :func:`check_reentrant_sharing` see which regions run a reentrant backward.
+    With gradients disabled (evaluation), ``module`` is simply called.
+
+    Args:
+        module: the module to checkpoint (e.g. a Transformer layer).
+        use_reentrant: ``True`` for the older, reentrant implementation (a separate backward
+            pass per region; needs a tensor input that requires grad, and keyword arguments
+            cannot carry tensors that need gradients); ``False`` for the saved-tensor-hooks one
+            that PyTorch recommends and that DDP supports with shared modules.
+    """
+
+    def __init__(self, module: nn.Module, use_reentrant: bool) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        if not isinstance(use_reentrant, bool):
+            raise TypeError(f"use_reentrant must be a bool, got {type(use_reentrant).__name__}")
+        self.module = module
+        self.use_reentrant = use_reentrant
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return self.module(*args, **kwargs)
+        if self.use_reentrant:
+            function = functools.partial(self.module, **kwargs) if kwargs else self.module
+            return checkpoint(function, *args, use_reentrant=True)
+        return checkpoint(self.module, *args, use_reentrant=False, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"use_reentrant={self.use_reentrant}"
+
+
+# --------------------------------------------------------------------------------------------
+# Walking the module tree by paths (a module registered twice has two paths).
+
+
+def _check_model(model: object) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _walk(model: nn.Module) -> Iterator[tuple[str, tuple[nn.Module, ...]]]:
+    """Every path of the module tree: its dotted name and the modules from the root down to it."""
+
+    def visit(name: str, chain: tuple[nn.Module, ...]) -> Iterator:
+        yield name, chain
+        for child_name, child in chain[-1]._modules.items():
+            if child is None or any(child is ancestor for ancestor in chain):
+                continue
+            yield from visit(f"{name}.{child_name}" if name else child_name, (*chain, child))
+
+    yield from visit("", (model,))
+
+
+def _direct_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters a module's forward reads: its own and, if parametrized, the originals."""
+    params = [p for p in module._parameters.values() if p is not None]
+    if parametrize.is_parametrized(module):
+        for parametrization in module.parametrizations.values():
+            params.extend(p for p in parametrization._parameters.values() if p is not None)
+    return params
+
+
+def _parameter_names(model: nn.Module) -> dict[int, list[str]]:
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    return names
+
+
+def _module_names(model: nn.Module) -> dict[int, list[str]]:
+    names: dict[int, list[str]] = {}
+    for name, chain in _walk(model):
+        names.setdefault(id(chain[-1]), []).append(name or "<root>")
+    return names
+
+
+def _show(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(name) for name in names[:_SHOW])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _SHOW else "")
+
+
+# --------------------------------------------------------------------------------------------
+# FSDP units.
+
+Units = list[list[nn.Module]]
+
+
+def _normalise(model: nn.Module, units: object, argument: str) -> Units:
+    """A list of groups of distinct submodules of ``model`` (not the root), duplicates dropped."""
+    if isinstance(units, nn.Module) or not isinstance(units, Sequence):
+        raise TypeError(
+            f"{argument} must be a list of modules or of lists of modules, "
+            f"got {type(units).__name__}"
+        )
+    inside = {id(module) for module in model.modules()}
+    groups: Units = []
+    for item in units:
+        members = [item] if isinstance(item, nn.Module) else item
+        if isinstance(members, (str, bytes)) or not isinstance(members, Sequence) or not members:
+            raise TypeError(
+                f"{argument}: each entry must be a module or a non-empty list of modules, "
+                f"got {item!r}"
+            )
+        group: list[nn.Module] = []
+        for member in members:
+            if not isinstance(member, nn.Module):
+                raise TypeError(f"{argument}: expected modules, got {type(member).__name__}")
+            if member is model:
+                raise ValueError(
+                    f"{argument}: the model itself cannot be a unit; it is always the root unit"
+                )
+            if id(member) not in inside:
+                raise ValueError(
+                    f"{argument}: a {type(member).__name__} that is not a submodule of the model"
+                )
+            if all(member is not other for other in group):
+                group.append(member)
+        groups.append(group)
+    return groups
+
+
+def _owners(model: nn.Module, units: Units) -> tuple[dict[int, set[int]], dict[int, dict]]:
+    """For each parameter: the units whose modules use it, and where (unit -> module paths).
+
+    A path belongs to the unit of its deepest ancestor (or itself) that is a unit member, as
+    FSDP applies ``fully_shard`` from the inside out; paths under no member belong to the root.
+    """
+    unit_of = {id(member): index for index, group in enumerate(units) for member in group}
+    owners: dict[int, set[int]] = {}
+    where: dict[int, dict[int, list[str]]] = {}
+    for name, chain in _walk(model):
+        owner = next(
+            (unit_of[id(module)] for module in reversed(chain) if id(module) in unit_of), _ROOT
+        )
+        for param in _direct_parameters(chain[-1]):
+            owners.setdefault(id(param), set()).add(owner)
+            where.setdefault(id(param), {}).setdefault(owner, []).append(name or "<root>")
+    return owners, where
+
+
+def _contains(outer: nn.Module, inner: nn.Module) -> bool:
+    return inner is not outer and any(module is inner for module in outer.modules())
+
+
+def _inside_first(units: Units) -> Units:
+    """Order units so that a unit nested inside another comes first (fully_shard's order)."""
+    before = {
+        j: {
+            i
+            for i, inner in enumerate(units)
+            if i != j and any(_contains(o, m) for o in units[j] for m in inner)
+        }
+        for j in range(len(units))
+    }
+    ordered: list[int] = []
+    while len(ordered) < len(units):
+        ready = [j for j in range(len(units)) if j not in ordered and before[j] <= set(ordered)]
+        if not ready:
+            raise ValueError("units: these units nest inside each other in a cycle")
+        ordered.append(ready[0])
+    return [units[j] for j in ordered]
+
+
+def _merge(units: Units, components: list[set[int]]) -> Units:
+    """Merge each component of units; a component that touches the root is absorbed by it."""
+    merged_away = set().union(*components) if components else set()
+    result: Units = [group for index, group in enumerate(units) if index not in merged_away]
+    for component in components:
+        if _ROOT in component:
+            continue  # these modules share a parameter with the root: they join the root unit
+        members: list[nn.Module] = []
+        for index in sorted(component):
+            members.extend(m for m in units[index] if all(m is not k for k in members))
+        # a member nested inside another member is managed by the outer one
+        members = [m for m in members if not any(_contains(o, m) for o in members)]
+        result.append(members)
+    return result
+
+
+def _components(pairs: list[set[int]]) -> list[set[int]]:
+    """Connected components of the sets of unit indices that must be one unit."""
+    components: list[set[int]] = []
+    for pair in pairs:
+        touching = [c for c in components if c & pair]
+        joined = set(pair).union(*touching)
+        components = [c for c in components if not c & pair] + [joined]
+    return components
+
+
+def fsdp_units(model: nn.Module, candidates: Sequence[nn.Module | Sequence[nn.Module]]) -> Units:
+    """FSDP units built from ``candidates``, merged so that no tied parameter is split.
+
+    Candidates that share a parameter (directly, or through a module registered in both)
+    become one unit, as FSDP requires (pytorch/pytorch#77724); a candidate that shares a
+    parameter with a module outside every candidate joins the root unit (it is left out).
+    Used by :func:`shard_model`; see the appendix "Sharing at scale".
+
+    Args:
+        model: the whole model (the root unit).
+        candidates: submodules (or lists of submodules) you would like to shard as units, e.g.
+            the Transformer blocks; duplicates (a layer registered at several depths) count once.
+
+    Returns:
+        Lists of modules, one list per ``fully_shard`` call, nested units first.
+
+    >>> model = GPT(GPTConfig(vocab_size=64, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    >>> [len(unit) for unit in fsdp_units(model, [*model.transformer.h,
+    ...     model.transformer.wte, model.lm_head])]   # the tied embedding and head: one unit
+    [1, 1, 2]
+    """
+    _check_model(model)
+    units = _normalise(model, candidates, "candidates")
+    # candidates that list the same module are one unit from the start
+    shared_members = [
+        {i, j}
+        for i, j in itertools.combinations(range(len(units)), 2)
+        if any(a is b for a in units[i] for b in units[j])
+    ]
+    if shared_members:
+        units = _merge(units, _components(shared_members))
+    while True:
+        owners, _ = _owners(model, units)
+        splits = [set(found) for found in owners.values() if len(found) > 1]
+        if not splits:
+            return _inside_first(units)
+        units = _merge(units, _components(splits))
+
+
+def check_units(model: nn.Module, units: Sequence[nn.Module | Sequence[nn.Module]]) -> None:
+    """Raise ``ValueError`` if ``units`` would split a tied parameter between FSDP units.
+
+    ``units`` are the arguments of the ``fully_shard`` calls (one module or a list of modules
+    each); modules outside every unit form the root unit. The error names the parameter, its
+    other names, and the units (with the modules in them) that use it. See :func:`fsdp_units`.
+    """
+    _check_model(model)
+    groups = _normalise(model, units, "units")
+    for (i, a), (j, b) in itertools.combinations(enumerate(groups), 2):
+        if any(x is y for x in a for y in b):
+            raise ValueError(f"units: units {i} and {j} both list the same module")
+    module_names = _module_names(model)
+    owners, where = _owners(model, groups)
+    param_names = _parameter_names(model)
+    for key, found in owners.items():
+        if len(found) < 2:
+            continue
+        names = param_names.get(key, ["<unregistered>"])
+        described = []
+        for owner in sorted(found, key=lambda unit: (unit == _ROOT, unit)):
+            users = _show(where[key][owner])
+            if owner == _ROOT:
+                described.append(f"the root unit (modules outside every unit: {users})")
+            else:
+                members = [module_names[id(m)][0] for m in groups[owner]]
+                described.append(f"unit {owner} {members} (through {users})")
+        also = f" (one tensor, also named {_show(names[1:])})" if len(names) > 1 else ""
+        raise ValueError(
+            f"units split the tied parameter {names[0]!r}{also} between FSDP units: it is used "
+            f"by {' and by '.join(described)}. FSDP gathers and frees each unit's parameters "
+            "on its own, so every module that uses a tied parameter must be in the same unit "
+            "(pytorch/pytorch#77724): put them in one fully_shard([...]) call; "
+            "shared_lib.distributed.fsdp_units(model, candidates) merges them for you."
+        )
+
+
+def block_candidates(model: nn.Module) -> list[nn.Module]:
+    """The usual FSDP units: the entries of every ``nn.ModuleList`` (Transformer blocks), once."""
+    _check_model(model)
+    found: list[nn.Module] = []
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList):
+            found.extend(m for m in module if all(m is not k for k in found))
+    return found
+
+
+def shard_model(
+    model: nn.Module,
+    candidates: Sequence[nn.Module | Sequence[nn.Module]] | None = None,
+    *,
+    merge: bool = True,
+    **fully_shard_kwargs: Any,
+) -> nn.Module:
+    """Shard ``model`` with FSDP2, one ``fully_shard`` per unit and then the root; ties kept.
+
+    Needs an initialised process group (``torch.distributed.init_process_group``). The units
+    are ``fsdp_units(model, candidates)``; with ``merge=False`` the candidates are used as they
+    are and :func:`check_units` refuses them if they split a tied parameter (before anything is
+    sharded). After sharding, every tie of the model is checked to still be one tensor.
+
+    Args:
+        model: the model, on its device (FSDP2 shards it in place).
+        candidates: the units you would like (modules or lists of modules); ``None`` means
+            :func:`block_candidates`, the entries of every ``nn.ModuleList``.
+        merge: merge candidates that share a parameter (default) or refuse them.
+        **fully_shard_kwargs: passed to every ``fully_shard`` call (``mesh``,
+            ``reshard_after_forward``, ``mp_policy``, ...).
+
+    Returns:
+        The model, now an ``FSDPModule``.
+
+    Raises:
+        ValueError: the units split a tied parameter (``merge=False``), or bad candidates.
+        shared_lib.BrokenTiesError: sharding replaced a tied parameter by separate tensors.
+    """
+    _check_model(model)
+    if not isinstance(merge, bool):
+        raise TypeError(f"merge must be a bool, got {type(merge).__name__}")
+    if candidates is None:
+        candidates = block_candidates(model)
+    if merge:
+        units = fsdp_units(model, candidates)
+    else:
+        units = _inside_first(_normalise(model, candidates, "candidates"))
+    check_units(model, units)
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError as error:  # pragma: no cover - torch < 2.6
+        raise ImportError("shard_model needs FSDP2 (torch.distributed.fsdp.fully_shard)") from error
+    ties = shared_groups(model)
+    for unit in units:
+        fully_shard(unit if len(unit) > 1 else unit[0], **fully_shard_kwargs)
+    fully_shard(model, **fully_shard_kwargs)
+    if ties:
+        check_ties(model, ties)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# DDP and reentrant checkpointing.
+
+
+def _reentrant_uses_by_path(model: nn.Module) -> dict[int, set[str | None]]:
+    """For each parameter: the reentrant regions (by path) its registered uses lie in."""
+    regions: dict[int, set[str | None]] = {}
+    for name, chain in _walk(model):
+        segments = name.split(".") if name else []
+        region = None
+        for depth, module in enumerate(chain):  # chain[depth] is at segments[:depth]
+            if isinstance(module, Checkpointed) and module.use_reentrant:
+                region = ".".join(segments[:depth]) or "<root>"  # the innermost one wins
+        for param in _direct_parameters(chain[-1]):
+            regions.setdefault(id(param), set()).add(region)
+    return regions
+
+
+def _reentrant_uses_by_call(
+    model: nn.Module, example_inputs: Sequence[Any]
+) -> dict[int, set[str | None]]:
+    """For each parameter: the reentrant region calls its module calls happened in."""
+    regions: dict[int, set[str | None]] = {}
+    active: list[str] = []
+    counter = itertools.count()
+    names = _module_names(model)
+    handles = []
+
+    def enter(module: nn.Module, args: object) -> None:
+        active.append(f"{names[id(module)][0]} (call {next(counter)})")
+
+    def leave(module: nn.Module, args: object, output: object) -> None:
+        active.pop()
+
+    def use(module: nn.Module, args: object) -> None:
+        for param in _direct_parameters(module):
+            regions.setdefault(id(param), set()).add(active[-1] if active else None)
+
+    try:
+        for module in model.modules():
+            if isinstance(module, Checkpointed) and module.use_reentrant:
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave))
+            if _direct_parameters(module):
+                handles.append(module.register_forward_pre_hook(use))
+        with torch.no_grad():
+            model(*example_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return regions
+
+
+def check_reentrant_sharing(
+    model: nn.Module,
+    static_graph: bool = False,
+    example_inputs: Sequence[Any] | None = None,
+) -> None:
+    """Raise ``ValueError`` if DDP would see a parameter's gradient from several backward passes.
+
+    That happens when a parameter is used inside a reentrant :class:`Checkpointed` region and
+    used again (in another region, another call of the same region, or outside): each reentrant
+    region runs its own backward pass, and DDP without ``static_graph`` supports one gradient
+    per parameter per step (pytorch/pytorch#84589). Registration paths are always checked; pass
+    ``example_inputs`` (``model(*example_inputs)`` is run once without gradients) to also catch a
+    module *called* several times. Regions checkpointed by calling
+    ``torch.utils.checkpoint.checkpoint`` directly are not visible: use :class:`Checkpointed`.
+
+    Args:
+        model: the model you are about to wrap in ``DistributedDataParallel``.
+        static_graph: the ``static_graph`` you will pass to DDP; ``True`` supports the pattern.
+        example_inputs: optional positional inputs of one forward pass.
+    """
+    _check_model(model)
+    if not isinstance(static_graph, bool):
+        raise TypeError(f"static_graph must be a bool, got {type(static_graph).__name__}")
+    if static_graph:
+        return
+    found = [_reentrant_uses_by_path(model)]
+    if example_inputs is not None:
+        if isinstance(example_inputs, (torch.Tensor, str)) or not isinstance(
+            example_inputs, Sequence
+        ):
+            raise TypeError("example_inputs must be a tuple or list of positional inputs")
+        found.append(_reentrant_uses_by_call(model, example_inputs))
+    param_names = _parameter_names(model)
+    for regions_by_param in found:
+        for key, regions in regions_by_param.items():
+            reentrant = sorted(r for r in regions if r is not None)
+            if len(regions) < 2 or not reentrant:
+                continue
+            names = param_names.get(key, ["<unregistered>"])
+            outside = " and outside them" if None in regions else ""
+            raise ValueError(
+                f"parameter {names[0]!r} is used in {len(reentrant)} reentrant activation-"
+                f"checkpoint region(s) ({_show(reentrant)}){outside}, so its gradient comes from "
+                f"{len(regions)} separate backward passes. DistributedDataParallel does not "
+                "support that (pytorch/pytorch#84589): depending on the order of the passes it "
+                "stops with 'Expected to mark a variable ready only once' or silently averages "
+                "only part of the gradient. Fix: checkpoint with use_reentrant=False "
+                "(Checkpointed(module, use_reentrant=False)), or, if the graph is the same "
+                "every step, pass static_graph=True to DistributedDataParallel (wrap_ddp)."
+            )
+
+
+def wrap_ddp(
+    model: nn.Module,
+    *,
+    static_graph: bool = False,
+    example_inputs: Sequence[Any] | None = None,
+    **ddp_kwargs: Any,
+) -> nn.Module:
+    """``DistributedDataParallel(model)`` after :func:`check_reentrant_sharing` (appendix).
+
+    Shared modules and tied weights are fine in DDP (autograd sums every use's gradient before
+    DDP averages it over processes); the one unsupported case, a shared parameter in reentrant
+    checkpoint regions without ``static_graph``, raises ``ValueError`` instead of training
+    wrongly. Needs an initialised process group.
+
+    Args:
+        model: the model, on its device.
+        static_graph: passed to DDP (and to the check).
+        example_inputs: passed to :func:`check_reentrant_sharing`.
+        **ddp_kwargs: passed to ``DistributedDataParallel`` (``device_ids``, ...).
+    """
+    check_reentrant_sharing(model, static_graph=static_graph, example_inputs=example_inputs)
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, static_graph=static_graph, **ddp_kwargs)
