@@ -1,0 +1,138 @@
+"""Small language models with optional input/output weight tying (chapter 04).
+
+Both read tokens through an embedding and score the next token with an output layer. With
+``tie_embeddings=True`` the output layer's weight *is* the embedding matrix — one
+``(vocab, width)`` tensor used to read tokens and to score them (Press & Wolf, 2017; Inan et al.,
+2017) — which needs the last hidden width to equal the embedding width.
+
+- :class:`NGramLanguageModel`: a feed-forward model of the last few tokens (Bengio et al.,
+  2003), parallel over time and therefore quick to train on a CPU; the chapter trains it.
+- :class:`LSTMLanguageModel`: the recurrent model of Press & Wolf and Inan et al.; the chapter
+  counts it at their sizes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["LSTMLanguageModel", "NGramLanguageModel"]
+
+
+def _positive(value: object, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{argument} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_tie(tie_embeddings: object) -> bool:
+    if not isinstance(tie_embeddings, bool):
+        raise TypeError(f"tie_embeddings must be a bool, got {type(tie_embeddings).__name__}")
+    return tie_embeddings
+
+
+class NGramLanguageModel(nn.Module):
+    """Feed-forward LM: the embeddings of the last ``context`` tokens → tanh layer → vocabulary.
+
+    Position t sees tokens t - context + 1 … t (zero vectors before the start of the window),
+    so one call scores every position of a ``(batch, time)`` batch at once.
+
+    Args:
+        vocab_size: number of tokens V.
+        width: embedding size = hidden size d.
+        context: number of tokens the prediction depends on.
+        tie_embeddings: use the embedding matrix as the output layer's weight (saves V·d).
+    """
+
+    def __init__(
+        self, vocab_size: int, width: int = 48, context: int = 4, tie_embeddings: bool = True
+    ) -> None:
+        super().__init__()
+        _positive(vocab_size, "vocab_size")
+        _positive(width, "width")
+        self.context = _positive(context, "context")
+        self.tie_embeddings = _check_tie(tie_embeddings)
+        self.embedding = nn.Embedding(vocab_size, width)
+        self.hidden = nn.Linear(context * width, width)
+        self.output = nn.Linear(width, vocab_size)
+        if tie_embeddings:
+            # Weight tying: the output layer scores token v with the same vector that reads it.
+            self.output.weight = self.embedding.weight
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Uniform(±0.1) embedding and output weights, zero output bias."""
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if not self.tie_embeddings:
+            nn.init.uniform_(self.output.weight, -0.1, 0.1)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids``: (batch, time) token ids → (batch, time, vocab) next-token logits."""
+        if ids.dim() != 2:
+            raise ValueError(f"ids must have shape (batch, time), got {tuple(ids.shape)}")
+        batch, length = ids.shape
+        embedded = F.pad(self.embedding(ids), (0, 0, self.context - 1, 0))  # zeros before t=0
+        windows = embedded.unfold(1, self.context, 1)  # (batch, time, width, context)
+        windows = windows.transpose(2, 3).reshape(batch, length, -1)  # oldest token first
+        return self.output(torch.tanh(self.hidden(windows)))
+
+    def extra_repr(self) -> str:
+        return f"context={self.context}, tie_embeddings={self.tie_embeddings}"
+
+
+class LSTMLanguageModel(nn.Module):
+    """Embedding → LSTM → dropout → Linear to the vocabulary; ``forward(ids)`` gives logits.
+
+    Args:
+        vocab_size: number of tokens V.
+        width: embedding size = LSTM hidden size d.
+        num_layers: stacked LSTM layers.
+        dropout: dropout on the embeddings and on the LSTM output.
+        tie_embeddings: use the embedding matrix as the output layer's weight (saves V·d).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        width: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        tie_embeddings: bool = True,
+    ) -> None:
+        super().__init__()
+        _positive(vocab_size, "vocab_size")
+        _positive(width, "width")
+        _positive(num_layers, "num_layers")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.tie_embeddings = _check_tie(tie_embeddings)
+        self.embedding = nn.Embedding(vocab_size, width)
+        self.lstm = nn.LSTM(width, width, num_layers=num_layers, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(width, vocab_size)
+        if tie_embeddings:
+            # Weight tying: the output layer scores token v with the same vector that reads it.
+            self.output.weight = self.embedding.weight
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Uniform(±0.1) embeddings (as in Press & Wolf's and Zaremba et al.'s code), zero output
+        bias; the LSTM keeps PyTorch's default initialisation."""
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if not self.tie_embeddings:
+            nn.init.uniform_(self.output.weight, -0.1, 0.1)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids``: (batch, time) token ids → (batch, time, vocab) next-token logits."""
+        if ids.dim() != 2:
+            raise ValueError(f"ids must have shape (batch, time), got {tuple(ids.shape)}")
+        hidden, _ = self.lstm(self.dropout(self.embedding(ids)))
+        return self.output(self.dropout(hidden))
+
+    def extra_repr(self) -> str:
+        return f"tie_embeddings={self.tie_embeddings}"
