@@ -111,3 +111,22 @@ def test_every_image_on_a_chapter_page_has_alt_text():
         for tag in re.findall(r"<img\b[^>]*>", page.read_text(encoding="utf-8")):
             alt = re.search(r'alt="([^"]*)"', tag)
             assert alt and alt.group(1).strip(), f"{page.name}: image without alt text {tag[:120]}"
+
+
+def test_internal_links_resolve():
+    """Every relative link on every page points to a file the site has (and anchors exist)."""
+    broken = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for href in re.findall(r'<a\b[^>]*\bhref="([^"]+)"', text):
+            if remote(href) or href.startswith(("mailto:", "javascript:", "data:")):
+                continue
+            path, _, anchor = href.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            if path and not target.exists():
+                broken.append(f"{page.relative_to(SITE)} -> {href}")
+            elif anchor and target.suffix == ".html":
+                ids = set(re.findall(r'\bid="([^"]+)"', target.read_text(encoding="utf-8")))
+                if anchor not in ids:
+                    broken.append(f"{page.relative_to(SITE)} -> {href} (no such anchor)")
+    assert not broken, broken[:10]
