@@ -163,7 +163,7 @@ def verification_accuracy(model: nn.Module, pairs: PairSet) -> float:
 
 @torch.no_grad()
 def asymmetry(model: nn.Module, pairs: PairSet) -> float:
-    """max |model(a, b) − model(b, a)| over the pairs: 0 for a symmetric model."""
+    """Largest ``|model(a, b) - model(b, a)|`` over the pairs: 0 for a symmetric model."""
     model.eval()
     return (model(pairs.a, pairs.b) - model(pairs.b, pairs.a)).abs().max().item()
 
@@ -207,7 +207,7 @@ def one_shot_accuracy(
 # Multi-task
 # --------------------------------------------------------------------------------------------
 
-#: Tasks defined on a digit label: name → (number of classes, label function).
+#: The tasks defined on a digit label, as name → (number of classes, label function).
 TASKS = {
     "digit": (10, lambda y: y),
     "parity": (2, lambda y: y % 2),
