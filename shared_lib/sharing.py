@@ -12,17 +12,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from shared_lib._validation import check_int as _check_int
+
 __all__ = ["STRATEGIES", "SharedStack", "layer_assignment"]
 
 STRATEGIES = ("sequence", "cycle", "cycle_rev")
-
-
-def _check_int(value: object, argument: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be >= {minimum}, got {value}")
-    return value
 
 
 def layer_assignment(n_layers: int, n_unique: int, strategy: str = "cycle") -> list[int]:

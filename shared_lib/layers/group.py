@@ -15,15 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_int as _check_int
+
 __all__ = ["P4ConvP4", "P4ConvZ2", "RotationPool", "rotate", "rotate_p4"]
-
-
-def _check_int(value: object, argument: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be >= {minimum}, got {value}")
-    return value
 
 
 def rotate(images: torch.Tensor, k: int = 1) -> torch.Tensor:

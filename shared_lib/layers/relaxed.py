@@ -20,15 +20,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from shared_lib._validation import check_int as _check_int
+
 __all__ = ["LoopedNet", "RelaxedSharedStack"]
-
-
-def _check_int(value: object, argument: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be >= {minimum}, got {value}")
-    return value
 
 
 class LoopedNet(nn.Module):

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from shared_lib._validation import check_int as _check_int
+
 __all__ = ["OPEN", "SOURCE", "WALL", "chain_reachability", "layerwise_teacher", "parity"]
 
 #: Cell codes of :func:`chain_reachability`.
 OPEN, WALL, SOURCE = 0, 1, 2
-
-
-def _check_int(value: object, argument: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be >= {minimum}, got {value}")
-    return value
 
 
 def parity(n: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_int as _check_int
 from shared_lib.data import Split
 
 __all__ = [
@@ -31,14 +32,6 @@ __all__ = [
     "make_motif_task",
     "plot_learning_curves",
 ]
-
-
-def _check_int(value: object, argument: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be >= {minimum}, got {value}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
