@@ -481,20 +481,6 @@ STEP_PARTS = ("step", "forward_backward", "optimizer")
 CLOCKS = ("wall", "process")
 
 
-def _process_benchmark(fn: Callable[[], object], warmup: int, repeats: int) -> float:
-    """Median CPU seconds of this process (all its threads) per call of ``fn``."""
-    if warmup < 0 or repeats < 1:
-        raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
-
-
 def _step_parts(
     model: nn.Module,
     args: tuple[torch.Tensor, ...],
@@ -571,9 +557,7 @@ def step_time(
     parts = _step_parts(model, args, targets, optimizer, loss_fn)
     if part == "optimizer":
         parts["forward_backward"]()
-    if clock == "process":
-        return _process_benchmark(parts[part], warmup, repeats)
-    return benchmark(parts[part], device=device, warmup=warmup, repeats=repeats)
+    return benchmark(parts[part], device=device, warmup=warmup, repeats=repeats, clock=clock)
 
 
 def compare_step_times(

@@ -43,7 +43,12 @@ class _P4Conv(nn.Module):
     input_rotations = 1
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, padding: int, bias: bool
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        padding: int = 0,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = _check_int(in_channels, "in_channels", 1)
@@ -99,16 +104,6 @@ class P4ConvZ2(_P4Conv):
     ``nn.Conv2d(in, out, kernel_size)`` while producing four times as many maps.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        padding: int = 0,
-        bias: bool = True,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, padding, bias)
-
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -129,16 +124,6 @@ class P4ConvP4(_P4Conv):
     """
 
     input_rotations = 4
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        padding: int = 0,
-        bias: bool = True,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, padding, bias)
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != self.in_channels or x.shape[2] != 4:
