@@ -58,6 +58,58 @@ def test_notebook_has_explorer_twin_takeaways_and_hidden_solutions(path):
     assert any("hide-cell" in c.get("metadata", {}).get("tags", []) for c in cells)
 
 
+VERDICT = r"(holds in part|holds|wrong)"
+#: Claims on trial (../shared/CHAPTERS.md): every one gets a verdict.
+CLAIMS = {f"C{n}" for n in range(1, 11)}
+
+
+def chapter_verdicts() -> dict[str, dict[str, set[str]]]:
+    """claim -> chapter stem -> verdicts, from the chapters' "**Verdict on Cn ...: v" lines."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for path in CHAPTERS:
+        cells = json.loads(path.read_text())["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        for claim, verdict in re.findall(r"\*\*Verdict on (C\d+)\b[^*]*?:\s*" + VERDICT, text):
+            found.setdefault(claim, {}).setdefault(path.stem, set()).add(verdict)
+    return found
+
+
+def verdict_rows(text: str) -> dict[str, tuple[str, set[str]]]:
+    """claim -> (verdict, linked chapter stems) from a Markdown verdict table."""
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"\| (C\d+) \|.*?\| \*\*" + VERDICT + r"\*\*[^|]*\|(.*)\|\s*$", line)
+        if match:
+            claim, verdict, rest = match.groups()
+            assert claim not in rows, f"{claim} has two rows"
+            rows[claim] = (verdict, set(re.findall(r"(\d\d_\w+)\.ipynb", rest)))
+    return rows
+
+
+def test_claims_page_and_chapter_09_agree_with_the_chapters():
+    verdicts = chapter_verdicts()
+    assert set(verdicts) == CLAIMS, (
+        f"claims without a verdict in a chapter: {CLAIMS - set(verdicts)}"
+    )
+    chapter_09 = ROOT / "chapters" / "09_final_considerations.ipynb"
+    pages = {
+        "book/claims.md": (ROOT / "book" / "claims.md").read_text(),
+        "chapter 09": "\n".join(
+            "".join(c["source"]) for c in json.loads(chapter_09.read_text())["cells"]
+        ),
+    }
+    for page, text in pages.items():
+        rows = verdict_rows(text)
+        assert set(rows) == CLAIMS, f"{page}: rows for {sorted(rows)}"
+        for claim, (verdict, linked) in rows.items():
+            chapters = verdicts[claim]
+            assert set(chapters) <= linked, (
+                f"{page}, {claim}: link the evidence in {set(chapters) - linked}"
+            )
+            said = set().union(*chapters.values())
+            assert verdict in said, f"{page}, {claim}: {verdict!r} but the chapters say {said}"
+
+
 def test_wheel_installs_and_imports_outside_the_repository(tmp_path):
     """`pip wheel .` gives a wheel with every subpackage and loose dependency bounds."""
     subprocess.run(
