@@ -1,10 +1,12 @@
-"""The models the chapters count and train (chapters 01, 04 and 05).
+"""The models the chapters count and train (chapters 01, 04, 05 and 08).
 
 - :class:`TransformerEncoder` / :class:`TransformerConfig`: BERT and ALBERT, with cross-layer
   sharing of whole layers, attention only or feed-forward only.
 - :class:`GPT` / :class:`GPTConfig`: GPT-2 with (or without) input/output weight tying.
 - :class:`MLP`, :class:`SmallConvNet`, :class:`ElmanRNN`, :class:`SiameseNet`,
   :class:`MultiTaskNet`: the small models of the families of sharing (chapter 01).
+- :class:`MoELayer` / :class:`MoEConfig` / :class:`MoETransformerConfig`: mixtures of experts
+  with shared experts, and DeepSeekMoE 16B counted from its config (chapter 08).
 - :data:`PRESETS`: the famous configurations by name, :data:`PUBLISHED_PARAMETERS` their
   published sizes, :data:`ALBERT_TABLE3` / :data:`ALBERT_TABLE4` ALBERT's ablations.
 """
@@ -20,6 +22,14 @@ from shared_lib.models.gpt import (
     GPT_PUBLISHED_PARAMETERS,
     Block,
     GPTConfig,
+)
+from shared_lib.models.moe import (
+    DEEPSEEK_MOE_16B,
+    DEEPSEEK_MOE_16B_PUBLISHED,
+    Expert,
+    MoEConfig,
+    MoELayer,
+    MoETransformerConfig,
 )
 from shared_lib.models.small import MLP, ElmanRNN, MultiTaskNet, SiameseNet, SmallConvNet
 from shared_lib.models.transformer import (
@@ -79,6 +89,8 @@ def build_model(
 __all__ = [
     "ALBERT_TABLE3",
     "ALBERT_TABLE4",
+    "DEEPSEEK_MOE_16B",
+    "DEEPSEEK_MOE_16B_PUBLISHED",
     "GPT",
     "MLP",
     "PRESETS",
@@ -88,8 +100,12 @@ __all__ = [
     "Block",
     "ElmanRNN",
     "EncoderLayer",
+    "Expert",
     "FeedForward",
     "GPTConfig",
+    "MoEConfig",
+    "MoELayer",
+    "MoETransformerConfig",
     "MultiTaskNet",
     "Pooler",
     "SelfAttention",
