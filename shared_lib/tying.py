@@ -170,19 +170,43 @@ def _validate_groups(groups: Sequence[Sequence[str]]) -> None:
             raise ValueError(f"groups: each group needs at least two names, got {group!r}")
 
 
+def _still_a_parameter(module: nn.Module, name: str) -> nn.Parameter | None:
+    """The parameter at ``name``; ``None`` if the name still exists but is no longer a registered
+    parameter (pruning turns it into a masked tensor, quantization into a packed one). A name
+    that does not exist at all is an error in the caller's groups: ValueError."""
+    try:
+        return get_parameter(module, name)
+    except ValueError:
+        owner_name, _, attr = name.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_name) if owner_name else module
+        except AttributeError:
+            owner = None
+        if owner is not None and hasattr(owner, attr):
+            return None
+        raise
+
+
 def check_ties(module: nn.Module, groups: Sequence[Sequence[str]]) -> None:
-    """Raise :class:`BrokenTiesError` if any group of names no longer resolves to one tensor."""
+    """Raise :class:`BrokenTiesError` if any group of names no longer resolves to one tensor,
+    or one of its names is no longer a parameter at all (after pruning or quantization)."""
     _check_module(module, "module")
     _validate_groups(groups)
-    broken = [
-        list(group)
-        for group in groups
-        if len({id(get_parameter(module, name)) for name in group}) != 1
-    ]
+    broken, replaced = [], []
+    for group in groups:
+        params = [_still_a_parameter(module, name) for name in group]
+        replaced += [name for name, param in zip(group, params, strict=True) if param is None]
+        if any(param is None for param in params) or len({id(p) for p in params}) != 1:
+            broken.append(list(group))
     if broken:
+        remedy = (
+            f"; no longer parameters at all (pruned or quantized?): {replaced}, which retie "
+            "cannot restore: undo that operation, or apply it to the shared tensor once"
+            if replaced
+            else ". Call shared_lib.retie(module, groups) to restore them"
+        )
         raise BrokenTiesError(
-            f"{len(broken)} tie(s) broken, these names are now separate tensors: {broken}. "
-            "Call shared_lib.retie(module, groups) to restore them."
+            f"{len(broken)} tie(s) broken, these names are now separate tensors: {broken}{remedy}."
         )
 
 

@@ -1,6 +1,7 @@
 """Ties: making them, finding them, their gradients, and the operations that break them."""
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -133,6 +134,21 @@ def test_meta_init_then_to_empty_breaks_ties_and_preserve_ties_restores_them():
         model.to_empty(device="cpu")
     assert model["head"].weight is model["embed"].weight
     assert model["embed"].weight.device.type == "cpu"
+
+
+def test_check_ties_reports_an_alias_that_pruning_or_quantization_replaced():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model[1].weight = model[0].weight
+    groups = sl.shared_groups(model)
+    pruned = copy.deepcopy(model)
+    torch.nn.utils.prune.l1_unstructured(pruned[1], "weight", 0.5)
+    with pytest.raises(sl.BrokenTiesError, match=r"no longer parameters.*'1\.weight'"):
+        sl.check_ties(pruned, groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    with pytest.raises(sl.BrokenTiesError, match="no longer parameters"):
+        sl.check_ties(quantized, groups)
 
 
 def test_retie_refuses_to_drop_different_values():
