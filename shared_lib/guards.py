@@ -1,0 +1,149 @@
+"""Guards against the engineering pitfalls of shared parameters (chapter 05).
+
+A tensor used in several places is one object to autograd, but many everyday tools walk lists
+of parameters or names and so can see it twice, or replace it in one place only:
+
+* an optimizer given the same tensor twice updates it twice per step (pytorch issue #40967):
+  :func:`check_optimizer` refuses such an optimizer, :func:`unique_parameters` builds a clean list;
+* gradient-norm clipping over a list that holds a tensor twice counts its gradient twice, so the
+  norm it reports (and clips to) is too large: :func:`unique_parameters` again;
+* pruning or quantizing one alias of a tied weight changes what that alias computes with and
+  leaves the other alone: :func:`check_tied_uses` notices;
+* task conflict on a shared trunk is measured with :func:`task_gradient_cosine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from shared_lib.checkpoint import _optimizer_parameters
+from shared_lib.tying import BrokenTiesError, _validate_groups
+
+__all__ = ["check_optimizer", "check_tied_uses", "task_gradient_cosine", "unique_parameters"]
+
+
+def unique_parameters(parameters: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors of ``parameters`` with repeats removed (by identity), in first-seen order.
+
+    Use it wherever a parameter list is assembled by hand (``list(a.parameters()) +
+    list(b.parameters())`` for two modules that share a tensor) before it reaches an optimizer
+    or :func:`torch.nn.utils.clip_grad_norm_`.
+
+    >>> lin = nn.Linear(2, 2)
+    >>> len(unique_parameters([lin.weight, lin.bias, lin.weight]))
+    2
+    """
+    if isinstance(parameters, torch.Tensor):
+        raise TypeError("parameters must be an iterable of tensors, not a single tensor")
+    seen: set[int] = set()
+    unique: list[torch.Tensor] = []
+    for index, param in enumerate(parameters):
+        if not isinstance(param, torch.Tensor):
+            raise TypeError(f"parameters[{index}] must be a tensor, got {type(param).__name__}")
+        if id(param) not in seen:
+            seen.add(id(param))
+            unique.append(param)
+    return unique
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ``ValueError`` if ``optimizer`` holds any tensor twice (it would update it twice).
+
+    PyTorch itself refuses a tensor in two parameter groups but only warns (once) about a
+    tensor repeated inside one group; this check refuses both.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    _optimizer_parameters(optimizer)
+
+
+def _used_tensor(module: nn.Module, name: str) -> tuple[object, str]:
+    """What the forward pass uses for ``name``, and why it may differ from the parameter."""
+    owner_name, _, attr = name.rpartition(".")
+    try:
+        owner = module.get_submodule(owner_name) if owner_name else module
+    except AttributeError as error:
+        raise ValueError(f"groups: no submodule {owner_name!r} for name {name!r}") from error
+    used = getattr(owner, attr, None)
+    if not isinstance(used, torch.Tensor):
+        return None, f"{type(owner).__module__}.{type(owner).__name__} holds no tensor {attr!r}"
+    if attr not in owner._parameters:
+        if attr + "_orig" in owner._parameters:
+            return used, f"computed from {attr}_orig by a torch.nn.utils.prune mask"
+        return used, "no longer a registered parameter"
+    return used, ""
+
+
+def check_tied_uses(module: nn.Module, groups: Sequence[Sequence[str]]) -> None:
+    """Raise :class:`BrokenTiesError` unless every group's names give the forward pass one tensor.
+
+    Stricter than :func:`shared_lib.check_ties`, which compares registered parameters: this
+    looks at the attribute each module actually reads in ``forward``, so it also catches a
+    pruning mask applied to one alias (the parameter is still shared as ``weight_orig``, but
+    one alias now computes with a masked copy) and a module replaced by a quantized one.
+
+    Args:
+        module: the model.
+        groups: the ties it should have, e.g. ``shared_groups(model)`` recorded beforehand.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    _validate_groups(groups)
+    problems = []
+    for group in groups:
+        used = [_used_tensor(module, name) for name in group]
+        if all(tensor is not None for tensor, _ in used) and len({id(t) for t, _ in used}) == 1:
+            continue
+        details = [
+            f"{name} ({why})" if why else name for name, (_, why) in zip(group, used, strict=True)
+        ]
+        problems.append("[" + ", ".join(details) + "]")
+    if problems:
+        raise BrokenTiesError(
+            f"{len(problems)} tie(s) no longer one tensor in the forward pass: "
+            + "; ".join(problems)
+        )
+
+
+def task_gradient_cosine(
+    losses: Sequence[torch.Tensor], parameters: Iterable[torch.Tensor]
+) -> float:
+    """Cosine similarity of two tasks' gradients on the shared ``parameters`` (chapter 05).
+
+    +1: the tasks pull the shared tensors the same way; 0: unrelated directions; below 0: one
+    task's step undoes the other's (gradient conflict). The graphs are kept
+    (``retain_graph=True``) so the caller can still call ``backward`` on the losses.
+
+    Args:
+        losses: exactly two scalar losses, one per task.
+        parameters: the shared tensors (e.g. ``model.trunk.parameters()``); repeats are ignored.
+
+    Raises:
+        ValueError: not two scalar losses, no parameters, or a task with a zero gradient.
+    """
+    if isinstance(losses, torch.Tensor) or len(losses) != 2:
+        raise ValueError("losses must be a sequence of exactly two scalar losses")
+    for index, loss in enumerate(losses):
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise ValueError(f"losses[{index}] must be a scalar tensor")
+    params = unique_parameters(parameters)
+    if not params:
+        raise ValueError("parameters must hold at least one tensor")
+    flat = []
+    for index, loss in enumerate(losses):
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        vector = torch.cat(
+            [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for g, p in zip(grads, params, strict=True)
+            ]
+        )
+        if not torch.any(vector != 0):
+            raise ValueError(f"losses[{index}] has a zero gradient on the shared parameters")
+        flat.append(vector)
+    return torch.nn.functional.cosine_similarity(flat[0], flat[1], dim=0).item()

@@ -1,0 +1,243 @@
+"""Generated tasks that show what sharing costs (chapter 05).
+
+*Capacity*: :class:`EncoderTeacher` labels random token sequences with a random **unshared**
+Transformer encoder, so a student of the same shape can match it only if its layers are free
+to differ; sharing layers removes exactly that freedom.
+
+*Conflict*: two tasks whose relatedness is a dial, for hard multi-task sharing. Each task
+labels Gaussian inputs with its own random *teacher* network ``logits = R tanh(W x)``. The
+second teacher's parameters are a mix of the first's and an independent direction,
+``θ_b = r θ_a + sqrt(1 - r²) θ_⊥`` with ``θ_⊥`` orthogonal to ``θ_a`` and of the same norm, so
+the cosine of the two teachers' parameter vectors is exactly the relatedness ``r``: 1 gives the
+same task twice, 0 two unrelated tasks that compete for a shared trunk's capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from shared_lib._validation import check_int as _check_int
+from shared_lib.guards import task_gradient_cosine
+from shared_lib.models.transformer import TransformerConfig, TransformerEncoder
+
+__all__ = [
+    "TASKS",
+    "EncoderTeacher",
+    "TaskPair",
+    "related_tasks",
+    "related_teachers",
+    "train_task_pair",
+    "trunk_gradient_cosine",
+]
+
+#: Names of the two tasks, as keys of :class:`TaskPair` and as ``MultiTaskNet`` heads.
+TASKS = ("a", "b")
+
+
+class EncoderTeacher:
+    """A random unshared encoder and read-out that label every token of random sequences.
+
+    The teacher is ``TransformerEncoder(config)`` (``config.share`` must be ``"none"``: its layers
+    all differ) with Linear weights of standard deviation ``gain / sqrt(fan_in)`` (BERT's 0.02
+    would make every layer nearly the identity), unit-variance embeddings, and a random read-out
+    of its standardised outputs to ``n_classes`` logits per token. Students are trained to
+    reproduce the logits; a label is their argmax.
+
+    Args:
+        config: the teacher's shape; students of the same shape and ``share="none"`` can match it.
+        n_classes: logits per token.
+        gain: scale of the teacher's Linear weights.
+        seed: fixes the teacher.
+    """
+
+    def __init__(
+        self, config: TransformerConfig, n_classes: int = 4, gain: float = 1.0, seed: int = 0
+    ) -> None:
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        if config.share != "none":
+            raise ValueError(f"config.share must be 'none' for a teacher, got {config.share!r}")
+        _check_int(n_classes, "n_classes", 2)
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
+            raise ValueError(f"gain must be a positive number, got {gain!r}")
+        _check_int(seed, "seed", 0)
+        self.config = config
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            self.encoder = TransformerEncoder(config).eval()
+            for module in self.encoder.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=gain / math.sqrt(module.in_features))
+                    nn.init.normal_(module.bias, std=0.1)
+                elif isinstance(module, nn.Embedding):
+                    nn.init.normal_(module.weight)
+            self.readout = torch.randn(config.hidden_size, n_classes)
+            features = self.encoder(self._tokens(2000, seed))[0].flatten(0, 1)
+            self._mean, self._std = features.mean(0), features.std(0)
+
+    def _tokens(self, n: int, seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        shape = (n, self.config.max_position)
+        return torch.randint(0, self.config.vocab_size, shape, generator=generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random sequences of ``max_position`` tokens and their logits ``(n, T, C)``."""
+        _check_int(n, "n", 1)
+        _check_int(seed, "seed", 0)
+        tokens = self._tokens(n, seed)
+        features = (self.encoder(tokens)[0] - self._mean) / self._std
+        return tokens, features @ self.readout
+
+
+def _check_relatedness(relatedness: object) -> float:
+    if isinstance(relatedness, bool) or not isinstance(relatedness, (int, float)):
+        raise TypeError(f"relatedness must be a float, got {type(relatedness).__name__}")
+    if not 0.0 <= relatedness <= 1.0:
+        raise ValueError(f"relatedness must be in [0, 1], got {relatedness}")
+    return float(relatedness)
+
+
+def related_teachers(
+    relatedness: float, width: int = 16, hidden: int = 8, n_classes: int = 4, seed: int = 0
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The two teachers ``{"a": (W, R), "b": (W, R)}``, ``W`` (hidden, width), ``R`` (n_classes,
+    hidden), whose flattened parameter vectors have cosine ``relatedness`` and equal norms."""
+    r = _check_relatedness(relatedness)
+    _check_int(width, "width", 1)
+    _check_int(hidden, "hidden", 1)
+    _check_int(n_classes, "n_classes", 2)
+    _check_int(seed, "seed", 0)
+    generator = torch.Generator().manual_seed(seed)
+    sizes = (hidden * width, n_classes * hidden)
+
+    def draw() -> torch.Tensor:  # W entries of std 2/sqrt(width): tanh neither linear nor saturated
+        w = torch.randn(sizes[0], generator=generator) * (2 / math.sqrt(width))
+        return torch.cat([w, torch.randn(sizes[1], generator=generator)])
+
+    theta_a, other = draw(), draw()
+    orthogonal = other - (other @ theta_a) / (theta_a @ theta_a) * theta_a
+    orthogonal = orthogonal * (theta_a.norm() / orthogonal.norm())
+    theta_b = r * theta_a + math.sqrt(1.0 - r * r) * orthogonal
+
+    def unpack(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w, readout = theta.split(sizes)
+        return w.view(hidden, width), readout.view(n_classes, hidden)
+
+    return {"a": unpack(theta_a), "b": unpack(theta_b)}
+
+
+@dataclass(frozen=True)
+class TaskPair:
+    """Training sets per task and one shared test set labelled by both teachers.
+
+    Attributes:
+        train: ``{"a": (x, y), "b": (x, y)}``, different inputs for each task.
+        x_test: test inputs (n_test, width).
+        y_test: ``{"a": labels, "b": labels}`` of ``x_test``.
+        relatedness: the cosine of the two teachers' parameters.
+    """
+
+    train: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    x_test: torch.Tensor
+    y_test: dict[str, torch.Tensor]
+    relatedness: float
+
+
+@torch.no_grad()
+def related_tasks(
+    n_train: int,
+    relatedness: float,
+    n_test: int = 2000,
+    width: int = 16,
+    hidden: int = 8,
+    n_classes: int = 4,
+    seed: int = 0,
+    data_seed: int | None = None,
+) -> TaskPair:
+    """Two classification tasks of ``n_train`` examples each, teachers ``relatedness`` apart.
+
+    ``seed`` fixes the teachers, ``data_seed`` (default ``seed + 1``) the inputs. A label is
+    the argmax of the task's teacher logits.
+
+    >>> pair = related_tasks(100, 1.0)
+    >>> bool((pair.y_test["a"] == pair.y_test["b"]).all())
+    True
+    """
+    _check_int(n_train, "n_train", 1)
+    _check_int(n_test, "n_test", 1)
+    teachers = related_teachers(relatedness, width, hidden, n_classes, seed)
+    data_seed = seed + 1 if data_seed is None else _check_int(data_seed, "data_seed", 0)
+    generator = torch.Generator().manual_seed(data_seed)
+
+    def label(task: str, x: torch.Tensor) -> torch.Tensor:
+        w, readout = teachers[task]
+        return (torch.tanh(x @ w.T) @ readout.T).argmax(1)
+
+    train = {}
+    for task in TASKS:
+        x = torch.randn(n_train, width, generator=generator)
+        train[task] = (x, label(task, x))
+    x_test = torch.randn(n_test, width, generator=generator)
+    y_test = {task: label(task, x_test) for task in TASKS}
+    return TaskPair(train, x_test, y_test, float(relatedness))
+
+
+def trunk_gradient_cosine(
+    model: nn.Module, data: TaskPair, shared: nn.Module, n_probe: int = 512
+) -> float:
+    """Cosine of the two tasks' loss gradients on ``shared``'s parameters, on held-out inputs.
+
+    Both losses are taken on the same ``n_probe`` test inputs (each with its own task's labels),
+    so the cosine reflects the tasks, not two different samples: +1 when they pull the trunk
+    the same way, negative when one task's step undoes the other's.
+    """
+    _check_int(n_probe, "n_probe", 1)
+    x = data.x_test[:n_probe]
+    losses = [F.cross_entropy(model(x, task), data.y_test[task][:n_probe]) for task in TASKS]
+    return task_gradient_cosine(losses, shared.parameters())
+
+
+def train_task_pair(
+    model: nn.Module,
+    data: TaskPair,
+    steps: int = 300,
+    lr: float = 1e-2,
+    batch_size: int = 64,
+    seed: int = 0,
+    shared: nn.Module | None = None,
+    measure_every: int = 10,
+) -> list[float]:
+    """Train ``model(x, task)`` on both tasks at once (summed losses, Adam), like
+    :func:`shared_lib.tasks.pairs.train_multitask`; return the trunk gradient cosines.
+
+    Every ``measure_every`` steps, when ``shared`` (the shared trunk) is given, the cosine of
+    the two tasks' gradients on its parameters is recorded (:func:`trunk_gradient_cosine`).
+    For a model made of two separate networks the summed loss trains each exactly as alone.
+    """
+    _check_int(steps, "steps", 1)
+    _check_int(batch_size, "batch_size", 1)
+    _check_int(measure_every, "measure_every", 1)
+    if shared is not None and not isinstance(shared, nn.Module):
+        raise TypeError(f"shared must be an nn.Module or None, got {type(shared).__name__}")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    cosines: list[float] = []
+    for step in range(steps):
+        losses = []
+        for task in TASKS:
+            x, y = data.train[task]
+            batch = torch.randint(0, len(x), (batch_size,), generator=generator)
+            losses.append(F.cross_entropy(model(x[batch], task), y[batch]))
+        if shared is not None and step % measure_every == 0:
+            cosines.append(trunk_gradient_cosine(model, data, shared))
+        optimizer.zero_grad(set_to_none=True)
+        (losses[0] + losses[1]).backward()
+        optimizer.step()
+    return cosines

@@ -1,0 +1,112 @@
+"""shared_lib.tasks.conflict: two generated tasks whose relatedness is a dial."""
+
+import pytest
+import torch
+from torch import nn
+
+from shared_lib.models import TransformerConfig
+from shared_lib.models.small import MLP, MultiTaskNet
+from shared_lib.tasks.conflict import (
+    EncoderTeacher,
+    related_tasks,
+    related_teachers,
+    train_task_pair,
+    trunk_gradient_cosine,
+)
+
+
+def flat(teacher):
+    return torch.cat([part.flatten() for part in teacher])
+
+
+@pytest.mark.parametrize("relatedness", [0.0, 0.3, 0.9, 1.0])
+def test_teacher_cosine_is_the_relatedness(relatedness):
+    teachers = related_teachers(relatedness, width=5, hidden=3, n_classes=2, seed=4)
+    a, b = flat(teachers["a"]), flat(teachers["b"])
+    assert teachers["a"][0].shape == (3, 5) and teachers["b"][1].shape == (2, 3)
+    assert nn.functional.cosine_similarity(a, b, dim=0).item() == pytest.approx(
+        relatedness, abs=1e-5
+    )
+    assert b.norm().item() == pytest.approx(a.norm().item(), rel=1e-5)
+
+
+def test_tasks_are_seeded_and_agree_more_when_related():
+    pair = related_tasks(50, 0.5, n_test=300, seed=1)
+    again = related_tasks(50, 0.5, n_test=300, seed=1)
+    assert torch.equal(pair.train["a"][0], again.train["a"][0])
+    assert torch.equal(pair.y_test["b"], again.y_test["b"])
+    assert pair.train["a"][0].shape == (50, 16) and pair.x_test.shape == (300, 16)
+    assert not torch.equal(pair.train["a"][0], pair.train["b"][0])  # own inputs per task
+    agreement = {
+        r: (lambda p: (p.y_test["a"] == p.y_test["b"]).float().mean().item())(
+            related_tasks(10, r, n_test=2000, seed=0)
+        )
+        for r in (0.0, 0.9, 1.0)
+    }
+    assert agreement[1.0] == 1.0
+    assert agreement[0.0] < 0.4 < agreement[0.9] < 1.0  # 4 classes: chance is about 0.25
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="relatedness"):
+        related_tasks(10, 1.5)
+    with pytest.raises(TypeError, match="relatedness"):
+        related_teachers("high")
+    with pytest.raises(ValueError, match="n_train"):
+        related_tasks(0, 0.5)
+    with pytest.raises(ValueError, match="n_classes"):
+        related_teachers(0.5, n_classes=1)
+
+
+def test_training_records_the_trunk_cosine():
+    data = related_tasks(40, 1.0, n_test=100, seed=0)
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(16, 8), nn.ReLU())
+    shared = MultiTaskNet(trunk, {"a": nn.Linear(8, 4), "b": nn.Linear(8, 4)})
+    cosines = train_task_pair(shared, data, steps=20, measure_every=5, shared=trunk)
+    assert len(cosines) == 4 and all(-1.0 <= c <= 1.0 for c in cosines)
+    assert trunk_gradient_cosine(shared, data, trunk) == pytest.approx(
+        trunk_gradient_cosine(shared, data, trunk)
+    )
+    separate = MultiTaskNet(nn.Identity(), {"a": MLP(16, 8, 4), "b": MLP(16, 8, 4)})
+    assert train_task_pair(separate, data, steps=3) == []
+    with pytest.raises(TypeError, match="shared"):
+        train_task_pair(shared, data, steps=1, shared=trunk.parameters())
+
+
+def tiny_config(**overrides):
+    fields = dict(
+        vocab_size=7,
+        hidden_size=8,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=16,
+        max_position=5,
+        pooler=False,
+    )
+    fields.update(overrides)
+    return TransformerConfig(**fields)
+
+
+def test_encoder_teacher_is_seeded_and_standardised():
+    teacher = EncoderTeacher(tiny_config(), n_classes=3, seed=2)
+    tokens, logits = teacher.sample(400, seed=5)
+    assert tokens.shape == (400, 5) and logits.shape == (400, 5, 3)
+    again_tokens, again_logits = EncoderTeacher(tiny_config(), n_classes=3, seed=2).sample(400, 5)
+    assert torch.equal(tokens, again_tokens) and torch.equal(logits, again_logits)
+    other = EncoderTeacher(tiny_config(), n_classes=3, seed=3).sample(400, 5)[1]
+    assert not torch.allclose(logits, other)
+    labels = logits.argmax(-1)
+    assert len(labels.unique()) == 3  # a read-out of standardised features uses every class
+    state = torch.random.get_rng_state()
+    EncoderTeacher(tiny_config(), seed=4)
+    assert torch.equal(state, torch.random.get_rng_state())  # the global generator is untouched
+
+
+def test_encoder_teacher_errors():
+    with pytest.raises(ValueError, match="share"):
+        EncoderTeacher(tiny_config(share="all"))
+    with pytest.raises(TypeError, match="config"):
+        EncoderTeacher("bert-base")
+    with pytest.raises(ValueError, match="gain"):
+        EncoderTeacher(tiny_config(), gain=0)
