@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from shared_lib._validation import check_int
 from shared_lib.counting import count_parameters, parameter_memory
 from shared_lib.models import build_model
-from shared_lib.models.transformer import SHARE_MODES, TransformerConfig
+from shared_lib.models.transformer import SHARE_MODES, TransformerConfig, albert_config
 from shared_lib.plotting import PALETTE, book_style
 
 __all__ = ["EncoderBudget", "encoder_budget", "render_budget"]
@@ -47,33 +47,21 @@ class EncoderBudget:
 
 @lru_cache(maxsize=64)
 def encoder_budget(
-    num_layers: int,
-    share: str,
-    embedding_size: int | None = None,
-    hidden_size: int = 768,
-    vocab_size: int = 30_000,
+    num_layers: int, share: str, embedding_size: int | None = None, hidden_size: int = 768
 ) -> EncoderBudget:
-    """Count a BERT/ALBERT-layout encoder (ALBERT's rules: intermediate 4·H, heads H/64) built
-    on the meta device, by part. ``embedding_size=None`` means E = H, as in BERT. Results are
-    cached: the calculator asks for the same encoders again and again."""
+    """Count an encoder built by ALBERT's rule (:func:`shared_lib.models.albert_config`:
+    vocabulary 30,000, intermediate 4·H, heads H/64) on the meta device, by part.
+    ``embedding_size=None`` means E = H, as in BERT. Results are cached: the calculator asks for
+    the same encoders again and again."""
     check_int(num_layers, "num_layers", 1)
     check_int(hidden_size, "hidden_size", 64)
-    check_int(vocab_size, "vocab_size", 1)
     if share not in SHARE_MODES:
         raise ValueError(f"share must be one of {SHARE_MODES}, got {share!r}")
     if hidden_size % 64:
         raise ValueError(f"hidden_size must be a multiple of 64 (heads of 64), got {hidden_size}")
     if embedding_size is not None:
         check_int(embedding_size, "embedding_size", 1)
-    config = TransformerConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        num_heads=hidden_size // 64,
-        intermediate_size=4 * hidden_size,
-        embedding_size=embedding_size,
-        share=share,
-    )
+    config = albert_config(hidden_size, num_layers, embedding_size or hidden_size, share)
     model = build_model(config, device="meta")
     layers, pooler = count_parameters(model.layers), count_parameters(model.pooler)
     return EncoderBudget(

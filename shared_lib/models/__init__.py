@@ -46,6 +46,7 @@ from shared_lib.models.transformer import (
     TransformerConfig,
     TransformerEncoder,
     albert_ablation_config,
+    albert_config,
 )
 
 #: Every named configuration: BERT / ALBERT (ALBERT's Table 1) and the GPT-2 sizes.
@@ -114,5 +115,6 @@ __all__ = [
     "TransformerConfig",
     "TransformerEncoder",
     "albert_ablation_config",
+    "albert_config",
     "build_model",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "TransformerConfig",
     "TransformerEncoder",
     "albert_ablation_config",
+    "albert_config",
 ]
 
 #: What ``TransformerConfig.share`` may say is shared across layers.
@@ -401,10 +402,11 @@ class TransformerEncoder(nn.Module):
         )
 
 
-def _albert(
+def albert_config(
     hidden_size: int, num_layers: int, embedding_size: int, share: str
 ) -> TransformerConfig:
-    """ALBERT Table 1 rule: vocabulary 30,000, intermediate 4·H, heads H/64."""
+    """An encoder by ALBERT's Table 1 rule: vocabulary 30,000, intermediate 4·H, heads H/64
+    (BERT's sizes follow the same rule, with E = H and nothing shared)."""
     return TransformerConfig(
         vocab_size=30_000,
         hidden_size=hidden_size,
@@ -419,12 +421,12 @@ def _albert(
 #: BERT and ALBERT as ALBERT's Table 1 describes them (vocabulary 30,000 for all, as the paper
 #: states; the released BERT used 30,522).
 ENCODER_PRESETS: dict[str, TransformerConfig] = {
-    "bert-base": _albert(768, 12, 768, "none"),
-    "bert-large": _albert(1024, 24, 1024, "none"),
-    "albert-base": _albert(768, 12, 128, "all"),
-    "albert-large": _albert(1024, 24, 128, "all"),
-    "albert-xlarge": _albert(2048, 24, 128, "all"),
-    "albert-xxlarge": _albert(4096, 12, 128, "all"),
+    "bert-base": albert_config(768, 12, 768, "none"),
+    "bert-large": albert_config(1024, 24, 1024, "none"),
+    "albert-base": albert_config(768, 12, 128, "all"),
+    "albert-large": albert_config(1024, 24, 128, "all"),
+    "albert-xlarge": albert_config(2048, 24, 128, "all"),
+    "albert-xxlarge": albert_config(4096, 12, 128, "all"),
 }
 
 _TABLE1 = "ALBERT (Lan et al., 2020), Table 1"
@@ -501,4 +503,4 @@ def albert_ablation_config(embedding_size: int, share: str) -> TransformerConfig
     _check_int("", "embedding_size", embedding_size)
     if share not in SHARE_MODES:
         raise ValueError(f"share must be one of {SHARE_MODES}, got {share!r}")
-    return _albert(768, 12, embedding_size, share)
+    return albert_config(768, 12, embedding_size, share)
