@@ -391,7 +391,8 @@ def storage_bytes(model: nn.Module) -> int:
     Conventions: dense tensors 4 bytes a number; :class:`CodebookLinear` the codebook (4 bytes
     a value) plus ``index_bits(k)`` bits per weight; pruned weights (zeros in ``weight``, or a
     pruning mask) the cheaper of dense and sparse (see ``_dense_or_sparse_bytes``);
-    :class:`HashedLinear` only its real weights (the hash is recomputed from the seed).
+    :class:`~shared_lib.layers.hashed.HashedLinear` only its real weights (the hash is
+    recomputed from the seed).
     Frozen tensors (a PCA projection) count: inference needs them.
     """
     total = 0

@@ -80,10 +80,12 @@ def _used_tensor(module: nn.Module, name: str) -> tuple[object, str]:
 
 
 def check_tied_uses(module: nn.Module, groups: Sequence[Sequence[str]]) -> None:
-    """Raise :class:`BrokenTiesError` unless every group's names give the forward pass one tensor.
+    """Raise :class:`~shared_lib.tying.BrokenTiesError` unless every group's names give the
+    forward pass one tensor.
 
-    Stricter than :func:`shared_lib.check_ties`, which compares registered parameters: this
-    looks at the attribute each module actually reads in ``forward``, so it also catches a
+    Complements :func:`shared_lib.check_ties`, which compares registered parameters (and
+    reports a name that is no longer one): this looks at the tensor each module actually reads
+    in ``forward``, so it also explains a
     pruning mask applied to one alias (the parameter is still shared as ``weight_orig``, but
     one alias now computes with a masked copy) and a module replaced by a quantized one.
 

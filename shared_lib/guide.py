@@ -49,7 +49,7 @@ class EncoderBudget:
 def encoder_budget(
     num_layers: int, share: str, embedding_size: int | None = None, hidden_size: int = 768
 ) -> EncoderBudget:
-    """Count an encoder built by ALBERT's rule (:func:`shared_lib.models.albert_config`:
+    """Count an encoder built by ALBERT's rule (:func:`shared_lib.models.transformer.albert_config`:
     vocabulary 30,000, intermediate 4·H, heads H/64) on the meta device, by part.
     ``embedding_size=None`` means E = H, as in BERT. Results are cached: the calculator asks for
     the same encoders again and again."""

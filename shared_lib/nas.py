@@ -22,7 +22,7 @@ from shared_lib._validation import check_int as _check_int
 
 __all__ = ["Architecture", "SupernetMLP", "kendall_tau", "train_standalone", "train_supernet"]
 
-#: One choice per hidden layer: ``(width, activation)``.
+#: A sub-network of the supernet, as one ``(width, activation)`` choice per hidden layer.
 Architecture = tuple[tuple[int, str], ...]
 
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}

@@ -119,7 +119,7 @@ class HashedLinear(nn.Module):
 
     @property
     def compression_factor(self) -> float:
-        """Real weights / virtual weights (the paper's definition: 1/8 means 8× fewer)."""
+        """The ratio of real to virtual weights, as the paper defines it (1/8 means 8× fewer)."""
         return self.n_real / self.virtual_features
 
     def virtual_weight(self) -> torch.Tensor:

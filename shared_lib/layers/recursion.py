@@ -28,7 +28,7 @@ class MixtureOfRecursions(nn.Module):
     Args:
         block: the shared step, ``block(state) -> state`` of the same shape ``(n, features)``.
         max_recursions: the most passes a token may take.
-        router_features: size of the router's input (the ``router_input`` of :meth:`forward`,
+        router_features: size of the router's input (the ``router_input`` of ``forward``,
             by default the state itself).
         start_depth: if given, the router's bias starts at ``start_bias`` for this depth (and 0
             for the others), so training begins by sending tokens through that many passes;
@@ -37,11 +37,11 @@ class MixtureOfRecursions(nn.Module):
             start it often learned a "half step" instead and got stuck (3 of 8 solved it).
         start_bias: the initial logit advantage of ``start_depth``.
 
-    In training mode :meth:`forward` returns ``Σ_d p_d(x) · h_d`` (``h_d``: state after ``d``
+    In training mode ``forward`` returns ``Σ_d p_d(x) · h_d`` (``h_d``: state after ``d``
     passes, ``p``: the router's softmax) and stores the differentiable mean expected depth in
-    :attr:`expected_depth`, for a compute penalty. In eval mode (or ``hard=True``) each token
-    takes ``argmax p`` passes; :attr:`last_depths` holds them (1-based) and
-    :attr:`block_calls` the number of token-passes actually computed.
+    ``expected_depth``, for a compute penalty. In eval mode (or ``hard=True``) each token
+    takes ``argmax p`` passes; ``last_depths`` holds them (1-based) and
+    ``block_calls`` the number of token-passes actually computed.
     """
 
     def __init__(

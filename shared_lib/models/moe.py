@@ -112,8 +112,8 @@ class MoELayer(nn.Module):
 
     ``y = Σ_shared E_s(x) + Σ_{e ∈ top_k(x)} g_e(x) · E_e(x)``, with ``g = softmax(router(x))``.
     Inputs of any leading shape ``(..., hidden_size)``; each vector is one token. After a
-    forward pass, :attr:`last_load` holds the fraction of routed slots each expert received and
-    :attr:`aux_loss` the load-balancing loss ``n_routed · Σ_e load_e · mean_prob_e`` (Switch
+    forward pass, ``last_load`` holds the fraction of routed slots each expert received and
+    ``aux_loss`` the load-balancing loss ``n_routed · Σ_e load_e · mean_prob_e`` (Switch
     Transformer style; 1.0 when perfectly balanced), for a training loop that wants it.
     """
 
@@ -282,9 +282,9 @@ class MoETransformerConfig:
         return skeleton
 
 
-#: DeepSeekMoE 16B (deepseek-ai/deepseek-moe-16b-base config): 28 layers, hidden 2048, 16 heads,
-#: first layer dense (SwiGLU, 10944), then 2 shared + 64 routed experts of 1408, top-6, vocab
-#: 102400, untied embeddings.
+#: The configuration of DeepSeekMoE 16B, from deepseek-ai/deepseek-moe-16b-base — 28 layers,
+#: hidden 2048, 16 heads, first layer dense (SwiGLU, 10944), then 2 shared + 64 routed experts
+#: of 1408, top-6, vocab 102400, untied embeddings.
 DEEPSEEK_MOE_16B = MoETransformerConfig(
     vocab_size=102400,
     hidden_size=2048,
@@ -295,5 +295,5 @@ DEEPSEEK_MOE_16B = MoETransformerConfig(
     moe=MoEConfig(hidden_size=2048, expert_size=1408, n_routed=64, top_k=6, n_shared=2),
 )
 
-#: The paper's rounded counts (Dai et al. 2024): total and activated parameters.
+#: Total and activated parameters of DeepSeekMoE 16B as the paper rounds them (Dai et al. 2024).
 DEEPSEEK_MOE_16B_PUBLISHED: dict[str, float] = {"total": 16.4e9, "active": 2.8e9}
