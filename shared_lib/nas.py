@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from shared_lib._validation import check_int as _check_int
+from shared_lib.training import adam_on_random_batches
 
 __all__ = ["Architecture", "SupernetMLP", "kendall_tau", "train_standalone", "train_supernet"]
 
@@ -107,19 +108,6 @@ class SupernetMLP(nn.Module):
         return nn.Sequential(*layers, nn.Linear(width_in, self.n_classes))
 
 
-def _adam_on_minibatches(
-    parameters, batch_loss, n: int, steps: int, lr: float, batch_size: int, generator
-) -> None:
-    """``steps`` Adam steps, each on ``batch_loss(rows)`` for ``batch_size`` random rows."""
-    optimizer = torch.optim.Adam(parameters, lr=lr)
-    for _ in range(steps):
-        rows = torch.randint(n, (batch_size,), generator=generator)
-        loss = batch_loss(rows)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-
 def train_supernet(
     supernet: SupernetMLP,
     x: torch.Tensor,
@@ -139,7 +127,7 @@ def train_supernet(
         arch = supernet.sample(generator)
         return nn.functional.cross_entropy(supernet(x[rows], arch), y[rows])
 
-    _adam_on_minibatches(
+    adam_on_random_batches(
         supernet.parameters(), batch_loss, len(x), steps, lr, batch_size, generator
     )
     return supernet
@@ -162,7 +150,7 @@ def train_standalone(
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(model(x[rows]), y[rows])
 
-    _adam_on_minibatches(model.parameters(), batch_loss, len(x), steps, lr, batch_size, generator)
+    adam_on_random_batches(model.parameters(), batch_loss, len(x), steps, lr, batch_size, generator)
     return model
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 __all__ = [
     "History",
+    "adam_on_random_batches",
     "autocast_for",
     "benchmark",
     "evaluate",
@@ -204,3 +205,23 @@ def fit(
     if bar is not None:
         bar.close()
     return history
+
+
+def adam_on_random_batches(
+    parameters: Iterable[torch.Tensor],
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+) -> None:
+    """``steps`` Adam steps, each on ``batch_loss(rows)`` for ``batch_size`` row indices drawn
+    from ``range(n)`` (with replacement) by ``generator``: the loop of chapter 08's demos."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    for _ in range(steps):
+        rows = torch.randint(n, (batch_size,), generator=generator)
+        loss = batch_loss(rows)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()

@@ -102,3 +102,25 @@ def test_sequence_task_labels_follow_the_rule():
     for row, label in zip(tokens.tolist(), labels.tolist(), strict=True):
         assert label == int(row[0] in row[1:])
     assert 0.2 < labels.float().mean() < 0.9  # both classes occur
+
+
+def test_adam_on_random_batches_is_seeded_and_lowers_the_loss():
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+
+    def run() -> tuple[float, torch.Tensor]:
+        weight = torch.zeros(3, requires_grad=True)
+
+        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+            return ((x[rows] @ weight - y[rows]) ** 2).mean()
+
+        start = batch_loss(torch.arange(64)).item()
+        sl.training.adam_on_random_batches(
+            [weight], batch_loss, 64, steps=100, lr=0.05, batch_size=8,
+            generator=torch.Generator().manual_seed(1),
+        )  # fmt: skip
+        return start, weight.detach()
+
+    (start, first), (_, second) = run(), run()
+    assert torch.equal(first, second)
+    assert ((x @ first - y) ** 2).mean().item() < 0.01 * start

@@ -27,6 +27,7 @@ __all__ = [
     "DEEPSEEK_MOE_16B",
     "DEEPSEEK_MOE_16B_PUBLISHED",
     "Expert",
+    "MoEClassifier",
     "MoEConfig",
     "MoELayer",
     "MoETransformerConfig",
@@ -172,6 +173,33 @@ class MoELayer(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"n_routed={c.n_routed}, top_k={c.top_k}, n_shared={c.n_shared}"
+
+
+class MoEClassifier(nn.Module):
+    """A small classifier around one MoE layer: ``embed`` → ReLU → residual :class:`MoELayer`
+    → linear ``head`` (chapter 08's shared-expert experiment on the digits).
+
+    Args:
+        config: the MoE layer; its ``hidden_size`` is the width of the embedding.
+        in_features: size of an input vector.
+        classes: number of output logits.
+
+    After a forward pass ``moe.aux_loss`` holds the layer's load-balancing loss.
+    """
+
+    def __init__(self, config: MoEConfig, in_features: int = 64, classes: int = 10) -> None:
+        super().__init__()
+        if not isinstance(config, MoEConfig):
+            raise TypeError(f"config must be a MoEConfig, got {type(config).__name__}")
+        _check_int(in_features, "in_features", 1)
+        _check_int(classes, "classes", 1)
+        self.embed = nn.Linear(in_features, config.hidden_size)
+        self.moe = MoELayer(config)
+        self.head = nn.Linear(config.hidden_size, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.embed(x))
+        return self.head(h + self.moe(h))
 
 
 @dataclass(frozen=True)
