@@ -9,6 +9,7 @@ from shared_lib.tasks.algorithmic import (
     WALL,
     chain_reachability,
     layerwise_teacher,
+    offset_copies,
     parity,
 )
 
@@ -100,3 +101,25 @@ def test_layerwise_teacher_uses_every_class_and_its_depth():
 def test_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_offset_copies_reads_the_ring_backwards():
+    tokens, targets = offset_copies(50, 7, [1, 3, 6], vocab_size=5, seed=2)
+    assert tokens.shape == (50, 7) and targets.shape == (50, 7, 3)
+    assert tokens.dtype == targets.dtype == torch.int64
+    assert int(tokens.max()) <= 4 and int(tokens.min()) >= 0
+    for k, offset in enumerate([1, 3, 6]):
+        for t in range(7):
+            assert torch.equal(targets[:, t, k], tokens[:, (t - offset) % 7])
+    again, _ = offset_copies(50, 7, [1, 3, 6], vocab_size=5, seed=2)
+    other, _ = offset_copies(50, 7, [1, 3, 6], vocab_size=5, seed=3)
+    assert torch.equal(tokens, again) and not torch.equal(tokens, other)
+
+
+@pytest.mark.parametrize(
+    ("offsets", "error"),
+    [([], TypeError), (3, TypeError), ([0], ValueError), ([7], ValueError), ([2, 2], ValueError)],
+)
+def test_offset_copies_rejects_bad_offsets(offsets, error):
+    with pytest.raises(error, match="offsets"):
+        offset_copies(4, 7, offsets)

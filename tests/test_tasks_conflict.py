@@ -4,10 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from shared_lib.models import TransformerConfig
 from shared_lib.models.small import MLP, MultiTaskNet
 from shared_lib.tasks.conflict import (
-    EncoderTeacher,
     related_tasks,
     related_teachers,
     train_task_pair,
@@ -72,41 +70,3 @@ def test_training_records_the_trunk_cosine():
     assert train_task_pair(separate, data, steps=3) == []
     with pytest.raises(TypeError, match="shared"):
         train_task_pair(shared, data, steps=1, shared=trunk.parameters())
-
-
-def tiny_config(**overrides):
-    fields = dict(
-        vocab_size=7,
-        hidden_size=8,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=16,
-        max_position=5,
-        pooler=False,
-    )
-    fields.update(overrides)
-    return TransformerConfig(**fields)
-
-
-def test_encoder_teacher_is_seeded_and_standardised():
-    teacher = EncoderTeacher(tiny_config(), n_classes=3, seed=2)
-    tokens, logits = teacher.sample(400, seed=5)
-    assert tokens.shape == (400, 5) and logits.shape == (400, 5, 3)
-    again_tokens, again_logits = EncoderTeacher(tiny_config(), n_classes=3, seed=2).sample(400, 5)
-    assert torch.equal(tokens, again_tokens) and torch.equal(logits, again_logits)
-    other = EncoderTeacher(tiny_config(), n_classes=3, seed=3).sample(400, 5)[1]
-    assert not torch.allclose(logits, other)
-    labels = logits.argmax(-1)
-    assert len(labels.unique()) == 3  # a read-out of standardised features uses every class
-    state = torch.random.get_rng_state()
-    EncoderTeacher(tiny_config(), seed=4)
-    assert torch.equal(state, torch.random.get_rng_state())  # the global generator is untouched
-
-
-def test_encoder_teacher_errors():
-    with pytest.raises(ValueError, match="share"):
-        EncoderTeacher(tiny_config(share="all"))
-    with pytest.raises(TypeError, match="config"):
-        EncoderTeacher("bert-base")
-    with pytest.raises(ValueError, match="gain"):
-        EncoderTeacher(tiny_config(), gain=0)

@@ -11,7 +11,15 @@ import torch
 
 from shared_lib._validation import check_int as _check_int
 
-__all__ = ["OPEN", "SOURCE", "WALL", "chain_reachability", "layerwise_teacher", "parity"]
+__all__ = [
+    "OPEN",
+    "SOURCE",
+    "WALL",
+    "chain_reachability",
+    "layerwise_teacher",
+    "offset_copies",
+    "parity",
+]
 
 #: Cell codes of :func:`chain_reachability`.
 OPEN, WALL, SOURCE = 0, 1, 2
@@ -103,3 +111,45 @@ def layerwise_teacher(
     for weight in weights:
         hidden = torch.tanh(hidden @ weight.T)
     return inputs, hidden @ readout
+
+
+def offset_copies(
+    n: int, length: int, offsets: list[int], vocab_size: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random token sequences; at every position, the tokens found ``offsets`` places back.
+
+    Target ``k`` of position ``t`` is ``tokens[(t - offsets[k]) % length]`` (the sequence read as
+    a ring), so each target needs its own attention pattern: a layer with one head reads one
+    offset, and a model whose layers share one parameter set repeats the same pattern at every
+    depth (chapter 05, capacity).
+
+    Args:
+        n: number of sequences.
+        length: tokens per sequence.
+        offsets: distinct offsets, each in ``1 .. length - 1``.
+        vocab_size: tokens are drawn uniformly from ``0 .. vocab_size - 1``.
+        seed: fixes the tokens.
+
+    Returns:
+        ``tokens`` ``(n, length)`` and ``targets`` ``(n, length, len(offsets))``, both int64.
+
+    >>> tokens, targets = offset_copies(1, 5, [1, 2], seed=0)
+    >>> bool((targets[0, :, 0] == tokens[0].roll(1)).all())
+    True
+    """
+    _check_int(n, "n", 1)
+    _check_int(length, "length", 2)
+    _check_int(vocab_size, "vocab_size", 2)
+    _check_int(seed, "seed", 0)
+    if not isinstance(offsets, (list, tuple)) or not offsets:
+        raise TypeError(f"offsets must be a non-empty list of ints, got {offsets!r}")
+    for offset in offsets:
+        _check_int(offset, "offsets", 1)
+        if offset >= length:
+            raise ValueError(f"offsets must be < length ({length}), got {offset}")
+    if len(set(offsets)) != len(offsets):
+        raise ValueError(f"offsets must be distinct, got {offsets!r}")
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab_size, (n, length), generator=generator)
+    source = (torch.arange(length)[:, None] - torch.tensor(offsets)[None, :]) % length
+    return tokens, tokens[:, source]

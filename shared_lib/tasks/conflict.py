@@ -1,10 +1,6 @@
 """Generated tasks that show what sharing costs (chapter 05).
 
-*Capacity*: :class:`EncoderTeacher` labels random token sequences with a random **unshared**
-Transformer encoder, so a student of the same shape can match it only if its layers are free
-to differ; sharing layers removes exactly that freedom.
-
-*Conflict*: two tasks whose relatedness is a dial, for hard multi-task sharing. Each task
+Two tasks whose relatedness is a dial, for hard multi-task sharing. Each task
 labels Gaussian inputs with its own random *teacher* network ``logits = R tanh(W x)``. The
 second teacher's parameters are a mix of the first's and an independent direction,
 ``θ_b = r θ_a + sqrt(1 - r²) θ_⊥`` with ``θ_⊥`` orthogonal to ``θ_a`` and of the same norm, so
@@ -23,11 +19,9 @@ from torch.nn import functional as F
 
 from shared_lib._validation import check_int as _check_int
 from shared_lib.guards import task_gradient_cosine
-from shared_lib.models.transformer import TransformerConfig, TransformerEncoder
 
 __all__ = [
     "TASKS",
-    "EncoderTeacher",
     "TaskPair",
     "related_tasks",
     "related_teachers",
@@ -37,62 +31,6 @@ __all__ = [
 
 #: Names of the two tasks, as keys of :class:`TaskPair` and as ``MultiTaskNet`` heads.
 TASKS = ("a", "b")
-
-
-class EncoderTeacher:
-    """A random unshared encoder and read-out that label every token of random sequences.
-
-    The teacher is ``TransformerEncoder(config)`` (``config.share`` must be ``"none"``: its layers
-    all differ) with Linear weights of standard deviation ``gain / sqrt(fan_in)`` (BERT's 0.02
-    would make every layer nearly the identity), unit-variance embeddings, and a random read-out
-    of its standardised outputs to ``n_classes`` logits per token. Students are trained to
-    reproduce the logits; a label is their argmax.
-
-    Args:
-        config: the teacher's shape; students of the same shape and ``share="none"`` can match it.
-        n_classes: logits per token.
-        gain: scale of the teacher's Linear weights.
-        seed: fixes the teacher.
-    """
-
-    def __init__(
-        self, config: TransformerConfig, n_classes: int = 4, gain: float = 1.0, seed: int = 0
-    ) -> None:
-        if not isinstance(config, TransformerConfig):
-            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
-        if config.share != "none":
-            raise ValueError(f"config.share must be 'none' for a teacher, got {config.share!r}")
-        _check_int(n_classes, "n_classes", 2)
-        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
-            raise ValueError(f"gain must be a positive number, got {gain!r}")
-        _check_int(seed, "seed", 0)
-        self.config = config
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(seed)
-            self.encoder = TransformerEncoder(config).eval()
-            for module in self.encoder.modules():
-                if isinstance(module, nn.Linear):
-                    nn.init.normal_(module.weight, std=gain / math.sqrt(module.in_features))
-                    nn.init.normal_(module.bias, std=0.1)
-                elif isinstance(module, nn.Embedding):
-                    nn.init.normal_(module.weight)
-            self.readout = torch.randn(config.hidden_size, n_classes)
-            features = self.encoder(self._tokens(2000, seed))[0].flatten(0, 1)
-            self._mean, self._std = features.mean(0), features.std(0)
-
-    def _tokens(self, n: int, seed: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed)
-        shape = (n, self.config.max_position)
-        return torch.randint(0, self.config.vocab_size, shape, generator=generator)
-
-    @torch.no_grad()
-    def sample(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random sequences of ``max_position`` tokens and their logits ``(n, T, C)``."""
-        _check_int(n, "n", 1)
-        _check_int(seed, "seed", 0)
-        tokens = self._tokens(n, seed)
-        features = (self.encoder(tokens)[0] - self._mean) / self._std
-        return tokens, features @ self.readout
 
 
 def _check_relatedness(relatedness: object) -> float:
