@@ -3,9 +3,9 @@ depth (Mixture-of-Recursions against a fixed depth), a hypernetwork MLP against 
 and the relaxation explorer's figure.
 
 Each function is seeded and runs on the CPU in a few seconds; the chapter calls them and
-asserts what they measure. The models live beside their kin: :class:`MoEClassifier` in
-:mod:`shared_lib.models.moe`, :class:`HyperMLP` in :mod:`shared_lib.layers.hyper`,
-:class:`MixtureOfRecursions` in :mod:`shared_lib.layers.recursion`.
+asserts what they measure. The models live beside their kin:
+:class:`~shared_lib.models.moe.MoEClassifier`, :class:`~shared_lib.layers.hyper.HyperMLP` and
+:class:`~shared_lib.layers.recursion.MixtureOfRecursions`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def train_moe(
     batch_size: int = 64,
     aux_weight: float = 0.01,
 ) -> float:
-    """Train a :class:`MoEClassifier` with ``config`` on ``data`` and return its test accuracy.
+    """Train a :class:`~shared_lib.models.moe.MoEClassifier` with ``config`` on ``data`` and
+    return its test accuracy.
 
     Adam on mini-batches of ``batch_size`` random training rows (drawn by a generator seeded
     with ``seed``), cross-entropy plus ``aux_weight`` times the layer's load-balancing loss.
@@ -82,9 +83,10 @@ def train_hyper_mlp(
     lr: float = 0.005,
     batch_size: int = 64,
 ) -> tuple[float, HyperMLP]:
-    """Train a :class:`HyperMLP` (``embedding_dim=None``: unshared hidden layers) on ``data``
-    with the mini-batch recipe of :func:`shared_lib.nas.train_standalone`; return its test
-    accuracy and the trained network (chapter 08's hypernetwork experiment)."""
+    """Train a :class:`~shared_lib.layers.hyper.HyperMLP` (``embedding_dim=None``: unshared
+    hidden layers) on ``data`` with the mini-batch recipe of
+    :func:`shared_lib.nas.train_standalone`; return its test accuracy and the trained network
+    (chapter 08's hypernetwork experiment)."""
     data = _check_split(data)
     seed_everything(seed)
     net = HyperMLP(embedding_dim, data.x_train.shape[1], out_features=int(data.y_train.max()) + 1)
@@ -107,12 +109,14 @@ def train_recursion(
     steps: int = 300,
     lr: float = 0.02,
 ) -> tuple[dict[str, float | int | list[float]], nn.Module]:
-    """Train one shared block ``tanh(W h)`` on an :func:`iterated_map_task` and measure it.
+    """Train one shared block ``tanh(W h)`` on an
+    :func:`~shared_lib.layers.recursion.iterated_map_task` and measure it.
 
-    ``depth=None``: a :class:`MixtureOfRecursions` (router started at one pass) whose router
-    sees each token and its one-hot difficulty ``k`` chooses 1 to ``max_depth`` passes per
-    token (soft mix in training, hard choice on ``test``). ``depth=d``: the same block run
-    ``d`` times for every token. Full-batch Adam on the mean squared error, ``steps`` steps.
+    ``depth=None``: a :class:`~shared_lib.layers.recursion.MixtureOfRecursions` (router started
+    at one pass) whose router sees each token and its one-hot difficulty ``k`` chooses 1 to
+    ``max_depth`` passes per token (soft mix in training, hard choice on ``test``).
+    ``depth=d``: the same block run ``d`` times for every token. Full-batch Adam on the mean
+    squared error, ``steps`` steps.
     ``train``/``test`` are ``(x, k, y)`` triples (chapter 08's adaptive-depth experiment).
 
     Returns ``(results, model)``; ``results`` holds the test ``"mse"``, the ``"mean depth"``,
