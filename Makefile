@@ -40,10 +40,8 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py --ignore=tests/test_browser.py \
 	  --ignore=tests/test_colab_path.py
 
-# nbval and the Colab check yield the CPU to the site build (nice): in `make test` they run beside
-# it and have minutes of slack, while the site build and its browser checks are the long path.
 notebooks: $(STAMP)
-	nice -n 10 $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/sanitize.cfg chapters -q -p no:cacheprovider
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/sanitize.cfg chapters -q -p no:cacheprovider
 
 browser:
 	@command -v chromium >/dev/null || { echo "== installing Debian's chromium for the browser test"; \
@@ -60,7 +58,7 @@ test:
 	echo "make test: all checks passed in $$elapsed s"
 
 colab-check: $(STAMP)
-	nice -n 10 $(BIN)/python -m pytest tests/test_colab_path.py -q
+	$(BIN)/python -m pytest tests/test_colab_path.py -q
 
 # The slow checks run side by side (two cores: nbval and the site build each execute every
 # chapter on one thread); --output-sync keeps each check's log in one piece.
