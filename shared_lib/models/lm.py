@@ -32,6 +32,15 @@ def _check_tie(tie_embeddings: object) -> bool:
     return tie_embeddings
 
 
+@torch.no_grad()
+def _reset_embedding_and_output(model: nn.Module) -> None:
+    """Uniform(±0.1) embedding, and output weights unless tied to it; zero output bias."""
+    nn.init.uniform_(model.embedding.weight, -0.1, 0.1)
+    if not model.tie_embeddings:
+        nn.init.uniform_(model.output.weight, -0.1, 0.1)
+    nn.init.zeros_(model.output.bias)
+
+
 class NGramLanguageModel(nn.Module):
     """Feed-forward LM: the embeddings of the last ``context`` tokens → tanh layer → vocabulary.
 
@@ -61,13 +70,9 @@ class NGramLanguageModel(nn.Module):
             self.output.weight = self.embedding.weight
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
         """Uniform(±0.1) embedding and output weights, zero output bias."""
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        if not self.tie_embeddings:
-            nn.init.uniform_(self.output.weight, -0.1, 0.1)
-        nn.init.zeros_(self.output.bias)
+        _reset_embedding_and_output(self)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids``: (batch, time) token ids → (batch, time, vocab) next-token logits."""
@@ -118,14 +123,10 @@ class LSTMLanguageModel(nn.Module):
             self.output.weight = self.embedding.weight
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
         """Uniform(±0.1) embeddings (as in Press & Wolf's and Zaremba et al.'s code), zero output
         bias; the LSTM keeps PyTorch's default initialisation."""
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        if not self.tie_embeddings:
-            nn.init.uniform_(self.output.weight, -0.1, 0.1)
-        nn.init.zeros_(self.output.bias)
+        _reset_embedding_and_output(self)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids``: (batch, time) token ids → (batch, time, vocab) next-token logits."""
