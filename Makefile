@@ -23,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 assets:
-	bash book/tools/fetch_assets.sh
+	bash scripts/fetch_assets.sh
 
 site: $(STAMP) assets
 	@echo "== building the website (executes every chapter, cached)"
@@ -33,22 +33,21 @@ book: site
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared_lib tests
-	$(BIN)/ruff format --check shared_lib tests
+	$(BIN)/ruff check shared_lib tests scripts
+	$(BIN)/ruff format --check shared_lib tests scripts
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py --ignore=tests/test_browser.py \
-	  --ignore=tests/test_colab_path.py
+	$(BIN)/python -m pytest tests/unit tests/book -q
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/sanitize.cfg chapters -q -p no:cacheprovider
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/book/sanitize.cfg chapters -q -p no:cacheprovider
 
 browser:
 	@command -v chromium >/dev/null || { echo "== installing Debian's chromium for the browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 check-site: site browser
-	$(BIN)/python -m pytest tests/test_site.py tests/test_browser.py -q
+	$(BIN)/python -m pytest tests/site/test_site.py tests/site/test_browser.py -q
 
 test:
 	@start=$$(date +%s); \
@@ -58,7 +57,7 @@ test:
 	echo "make test: all checks passed in $$elapsed s"
 
 colab-check: $(STAMP)
-	$(BIN)/python -m pytest tests/test_colab_path.py -q
+	$(BIN)/python -m pytest tests/site/test_colab_path.py -q
 
 # The slow checks run side by side (two cores: nbval and the site build each execute every
 # chapter on one thread); --output-sync keeps each check's log in one piece.
@@ -69,7 +68,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab chapters
 
 bench: $(STAMP)
-	$(BIN)/python book/tools/bench.py
+	$(BIN)/python scripts/bench_chapters.py
 
 strip: $(STAMP)
 	$(BIN)/nbstripout --keep-id chapters/*.ipynb

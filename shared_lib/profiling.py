@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import textwrap
 import time
 import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -28,23 +26,13 @@ from torch.nn import functional as F
 from shared_lib.counting import parameter_memory
 from shared_lib.training import benchmark, synchronize
 
-__all__ = [
-    "MemoryReport",
-    "activation_bytes",
-    "compare_step_times",
-    "format_bytes",
-    "format_reports",
-    "memory_report",
-    "optimizer_state_bytes",
-    "plot_step_costs",
-    "step_flops",
-    "step_time",
-]
-
 #: How :func:`activation_bytes` may measure: from autograd's saved tensors, or the CUDA peak.
 ACTIVATION_METHODS = ("auto", "saved", "peak")
 
+
 Inputs = torch.Tensor | Sequence[torch.Tensor]
+
+
 LossFn = Callable[..., torch.Tensor]
 
 
@@ -478,6 +466,8 @@ def _timing_setup(
 
 #: What :func:`step_time` may time, and with which clock.
 STEP_PARTS = ("step", "forward_backward", "optimizer")
+
+
 CLOCKS = ("wall", "process")
 
 
@@ -646,67 +636,3 @@ def _check_int_arg(value: object, argument: str, minimum: int) -> None:
         raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{argument} must be >= {minimum}, got {value}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Drawing.
-
-
-def plot_step_costs(
-    costs: Mapping[tuple[int, str], Mapping[str, float]],
-    layers: int,
-    share: str,
-):
-    """Grouped bars of every cost of the ``(layers, share)`` model beside its twin (chapter 03).
-
-    ``costs[(layers, share)]`` maps a cost's label (with its unit) to its value; the twin is the
-    model of the same depth with the other sharing setting, drawn hatched. Each cost is drawn
-    as a fraction of its largest value over all of ``costs`` (so the scale stays put while a
-    slider moves) and labelled with its value.
-
-    Returns:
-        The matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    from shared_lib.plotting import PALETTE, book_style
-
-    if (layers, share) not in costs:
-        raise ValueError(f"no costs for (layers, share) = {(layers, share)!r}; have {list(costs)}")
-    twins = [s for (depth, s) in costs if depth == layers and s != share]
-    names = [share, *twins]
-    labels = list(costs[(layers, share)])
-    shares = sorted({s for _, s in costs})
-    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(shares)}
-    width = 0.8 / len(names)
-    with book_style():
-        figure, ax = plt.subplots(figsize=(8.0, 3.4))
-        for i, name in enumerate(names):
-            values = [costs[(layers, name)][label] for label in labels]
-            tops = [max(v[label] for v in costs.values()) or 1.0 for label in labels]
-            xs = np.arange(len(labels)) + (i - (len(names) - 1) / 2) * width
-            bars = ax.bar(
-                xs,
-                [v / top for v, top in zip(values, tops, strict=True)],
-                width,
-                color=colour[name],
-                alpha=1.0 if i == 0 else 0.45,
-                hatch=None if i == 0 else "//",
-                label=f"share={name}" + ("" if i == 0 else " (twin)"),
-            )
-            for bar, value in zip(bars, values, strict=True):
-                ax.text(
-                    bar.get_x() + bar.get_width() / 2,
-                    bar.get_height(),
-                    f"{value:.3g}",
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                )
-        ax.set_xticks(range(len(labels)), [textwrap.fill(label, 15) for label in labels])
-        ax.set_ylim(0, 1.35)
-        ax.set_ylabel("fraction of the largest\nvalue in the sweep")
-        ax.set_title(f"{layers} layers, share={share!r}")
-        ax.legend(loc="upper center", ncol=len(names), fontsize=8)
-        figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.22)  # no tight bbox here
-    return figure

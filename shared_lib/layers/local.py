@@ -10,26 +10,10 @@ shapes alone, so that huge layers can be compared without allocating them.
 from __future__ import annotations
 
 import math
-import string
 
-import matplotlib as mpl
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.axes import Axes
 from torch import nn
 from torch.nn import functional as F
-
-__all__ = [
-    "LocallyConnected2d",
-    "conv2d_parameter_count",
-    "conv_as_dense",
-    "conv_output_size",
-    "linear_parameter_count",
-    "locally_connected2d_parameter_count",
-    "plot_conv_as_dense",
-    "shift2d",
-    "shift_equivariance_error",
-]
 
 _PADDING_MODES = ("zeros", "circular")
 
@@ -417,85 +401,3 @@ def shift_equivariance_error(
     interior = difference[..., inside].max().item() / scale
     border = difference[..., ~inside].max().item() / scale if (~inside).any() else None
     return interior, border
-
-
-def _entry_colours(n: int) -> list[str]:
-    """``n`` distinguishable colours: the book's palette first, then a colour-blind-safe extra."""
-    from shared_lib.plotting import PALETTE
-
-    extra = ["#332288", "#88CCEE", "#882255", "#117733", "#AA4499", "#44AA99", "#DDCC77"]
-    colours = [*PALETTE, *extra]
-    return [colours[i % len(colours)] for i in range(n)]
-
-
-def _ink(colour: str) -> str:
-    """Black text on light colours, white on dark ones."""
-    red, green, blue = mpl.colors.to_rgb(colour)
-    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.6 else "white"
-
-
-def plot_conv_as_dense(
-    kernel: torch.Tensor, index_map: torch.Tensor, axes: tuple[Axes, Axes] | None = None
-) -> tuple[Axes, Axes]:
-    """Draw a kernel and the dense matrix of its convolution, each entry coloured (and lettered)
-    by the kernel weight it uses; structural zeros stay white (chapter 02)."""
-    kernel = kernel.detach().cpu()
-    n_weights = kernel.numel()
-    if index_map.dim() != 2 or int(index_map.max()) >= n_weights:
-        raise ValueError(
-            f"index_map must be 2-D with entries < kernel.numel()={n_weights}, "
-            f"got shape {tuple(index_map.shape)} and max {int(index_map.max())}"
-        )
-    colours = _entry_colours(n_weights)
-    letters = string.ascii_lowercase if n_weights <= 26 else None
-    cmap = mpl.colors.ListedColormap(colours)
-    if axes is None:
-        _, axes = plt.subplots(
-            1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [1, 3.2]}, layout="constrained"
-        )
-    kernel_ax, matrix_ax = axes
-    flat = kernel.reshape(-1)
-    shape2d = kernel.reshape(-1, kernel.shape[-1]).shape
-    ids = torch.arange(n_weights).reshape(shape2d).float()
-    kernel_ax.imshow(ids.numpy(), cmap=cmap, vmin=-0.5, vmax=n_weights - 0.5)
-    for k in range(n_weights):
-        r, c = divmod(k, shape2d[1])
-        label = f"{letters[k]}\n{flat[k]:+.2f}" if letters else f"{flat[k]:+.2f}"
-        kernel_ax.text(
-            c,
-            r,
-            label,
-            ha="center",
-            va="center",
-            color=_ink(colours[k]),
-            fontsize=10,
-            fontweight="bold",
-        )
-    kernel_ax.set_title(f"kernel: {n_weights} weights")
-    kernel_ax.set_xticks([])
-    kernel_ax.set_yticks([])
-    kernel_ax.grid(False)
-
-    image = index_map.detach().cpu().float().masked_fill(index_map.cpu() < 0, float("nan"))
-    matrix_ax.imshow(image.numpy(), cmap=cmap, vmin=-0.5, vmax=n_weights - 0.5, aspect="equal")
-    if letters and index_map.numel() <= 2_500:
-        for (r, c), k in zip(
-            torch.nonzero(index_map >= 0).tolist(), index_map[index_map >= 0].tolist(), strict=True
-        ):
-            matrix_ax.text(
-                c, r, letters[k], ha="center", va="center", color=_ink(colours[k]), fontsize=6
-            )
-    rows, cols = index_map.shape
-    matrix_ax.set_xticks(torch.arange(-0.5, cols, 1).tolist(), minor=True)
-    matrix_ax.set_yticks(torch.arange(-0.5, rows, 1).tolist(), minor=True)
-    matrix_ax.grid(which="minor", color="0.88", linewidth=0.5)
-    matrix_ax.grid(which="major", visible=False)
-    matrix_ax.tick_params(which="minor", length=0)
-    used = int((index_map >= 0).sum())
-    matrix_ax.set_title(
-        f"dense matrix {rows}×{cols}: {used} of {rows * cols} entries used, "
-        f"{n_weights} distinct weights"
-    )
-    matrix_ax.set_xlabel("input pixel (flattened row by row)")
-    matrix_ax.set_ylabel("output pixel (flattened)")
-    return kernel_ax, matrix_ax

@@ -19,8 +19,6 @@ from torch import nn
 
 from shared_lib._validation import check_int as _check_int
 
-__all__ = ["MixtureOfRecursions", "iterated_map_task"]
-
 
 class MixtureOfRecursions(nn.Module):
     """A shared ``block`` applied 1 to ``max_recursions`` times, the depth chosen per token.
@@ -112,39 +110,3 @@ class MixtureOfRecursions(nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_recursions={self.max_recursions}"
-
-
-@torch.no_grad()
-def iterated_map_task(
-    n: int,
-    width: int = 8,
-    max_depth: int = 4,
-    gain: float = 2.0,
-    seed: int = 0,
-    data_seed: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tokens whose target is one fixed map applied ``k`` times, ``k`` uniform in 1..max_depth.
-
-    The map is ``f(h) = tanh(A h)`` with a random ``A`` (entries of standard deviation
-    ``gain / sqrt(width)``) fixed by ``seed``; ``data_seed`` (default ``seed + 1``) draws the
-    inputs and each token's ``k``. Returns ``x`` ``(n, width)``, ``k`` ``(n,)`` (1-based) and the
-    target ``f^k(x)`` ``(n, width)``. A model that reuses one block can match ``f`` exactly;
-    it then needs exactly ``k`` passes for a token of difficulty ``k``.
-    """
-    _check_int(n, "n", 1)
-    _check_int(width, "width", 1)
-    _check_int(max_depth, "max_depth", 1)
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
-        raise ValueError(f"gain must be a positive number, got {gain!r}")
-    _check_int(seed, "seed", 0)
-    data_seed = seed + 1 if data_seed is None else _check_int(data_seed, "data_seed", 0)
-    matrix = torch.randn(width, width, generator=torch.Generator().manual_seed(seed))
-    matrix *= gain / width**0.5
-    generator = torch.Generator().manual_seed(data_seed)
-    x = torch.randn(n, width, generator=generator)
-    k = torch.randint(1, max_depth + 1, (n,), generator=generator)
-    target, state = torch.empty_like(x), x
-    for d in range(1, max_depth + 1):
-        state = torch.tanh(state @ matrix.T)
-        target[k == d] = state[k == d]
-    return x, k, target

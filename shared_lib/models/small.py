@@ -10,8 +10,10 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-__all__ = ["MLP", "ElmanRNN", "MultiTaskNet", "SiameseNet", "SmallConvNet"]
+from shared_lib._validation import check_int
+from shared_lib._validation import check_int as _check_int
 
 
 def _positive(value: int, argument: str) -> int:
@@ -124,3 +126,81 @@ class MultiTaskNet(nn.Module):
         if task not in self.heads:
             raise ValueError(f"task must be one of {list(self.heads)}, got {task!r}")
         return self.heads[task](self.trunk(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# A recurrent model whose sharing across time can be cut.
+
+
+class StepRNN(nn.Module):
+    """An Elman RNN whose cell at step ``t`` is ``cells[t]`` (sharing across time made visible).
+
+    Built with one :class:`torch.nn.RNNCell` registered at every step, it is an ordinary RNN;
+    :func:`shared_lib.untie` turns it into a network with a separate cell per step — the same
+    function at the start, but nothing learned at one step carries over to another (chapter 03).
+
+    Args:
+        length: number of time steps (the input length is fixed).
+        input_size: features per step (e.g. a one-hot vocabulary).
+        hidden_size: size of the hidden state.
+        num_classes: outputs of the classifier on the last state.
+    """
+
+    def __init__(self, length: int, input_size: int, hidden_size: int, num_classes: int) -> None:
+        super().__init__()
+        _check_int(length, "length", 1)
+        _check_int(input_size, "input_size", 1)
+        cell = nn.RNNCell(input_size, _check_int(hidden_size, "hidden_size", 1))
+        self.cells = nn.ModuleList([cell] * length)  # one object at every step: shared weights
+        self.classifier = nn.Linear(hidden_size, _check_int(num_classes, "num_classes", 1))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs``: ``(batch, length, input_size)``; returns logits ``(batch, num_classes)``."""
+        if inputs.dim() != 3 or inputs.shape[1] != len(self.cells):
+            raise ValueError(
+                f"inputs must be (batch, {len(self.cells)}, features), got {tuple(inputs.shape)}"
+            )
+        state = inputs.new_zeros(inputs.shape[0], self.cells[0].hidden_size)
+        for step, cell in enumerate(self.cells):
+            # RNNCell's own formula, written with F.linear so that torch.func.vmap batches it.
+            state = torch.tanh(
+                F.linear(inputs[:, step], cell.weight_ih, cell.bias_ih)
+                + F.linear(state, cell.weight_hh, cell.bias_hh)
+            )
+        return self.classifier(state)
+
+
+class GRUClassifier(nn.Module):
+    """One GRU cell applied at every step of a bit string, then a linear read-out of the last
+    state: the same parameters for strings of any length (chapter 06)."""
+
+    def __init__(
+        self, hidden_size: int = 16, embedding_size: int = 4, num_classes: int = 2
+    ) -> None:
+        super().__init__()
+        check_int(hidden_size, "hidden_size", 1)
+        check_int(embedding_size, "embedding_size", 1)
+        check_int(num_classes, "num_classes", 2)
+        self.embed = nn.Embedding(2, embedding_size)
+        self.out = nn.Linear(hidden_size, num_classes)
+        self.gru = nn.GRU(embedding_size, hidden_size, batch_first=True)
+
+    def forward(self, bits: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, num_classes)`` for ``bits`` ``(batch, time)`` with values 0/1."""
+        if bits.dim() != 2:
+            raise ValueError(f"bits must have shape (batch, time), got {tuple(bits.shape)}")
+        return self.out(self.gru(self.embed(bits))[1][-1])
+
+
+class ConvStep(nn.Module):
+    """One iteration of a looped net: ``state ← tanh(conv(state) + inputs)``, each cell seeing its
+    two neighbours (a width-3 convolution along the cells)."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        check_int(width, "width", 1)
+        self.conv = nn.Conv1d(width, width, 3, padding=1)
+
+    def forward(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Next state, shape ``(batch, cells, width)`` like ``state`` and ``inputs``."""
+        return torch.tanh(self.conv(state.transpose(1, 2)).transpose(1, 2) + inputs)

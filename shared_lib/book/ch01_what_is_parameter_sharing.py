@@ -1,0 +1,138 @@
+"""Chapter 01, *What is parameter sharing?*: the families of sharing, each as a small model
+with its uses traced.
+
+``family_example(family, scale)`` builds one small model per family, runs it, and returns what
+the sharing map and the counts need. ``scale`` (1–4) grows the number of uses: image side,
+sequence length, depth, number of inputs, number of tasks, vocabulary size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from shared_lib.counting import count_parameters
+from shared_lib.models import GPT, GPTConfig, TransformerConfig, TransformerEncoder
+from shared_lib.models.small import MLP, ElmanRNN, MultiTaskNet, SiameseNet
+from shared_lib.plotting import PALETTE, book_style, plot_sharing_map
+from shared_lib.uses import Use, conv_position_uses, count_per_use, trace_uses, unit_names, unit_of
+
+#: Family → (what ``scale`` changes, its value at scales 1, 2, 3, 4).
+SIZES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "space (CNN)": ("image side", (6, 8, 12, 16)),
+    "time (RNN)": ("sequence length", (4, 8, 16, 32)),
+    "depth (ALBERT)": ("layers", (2, 4, 8, 12)),
+    "inputs (Siamese)": ("inputs", (2, 3, 4, 8)),
+    "tasks (multi-task)": ("tasks", (2, 3, 4, 8)),
+    "input/output (tied LM)": ("vocabulary", (256, 1024, 8192, 50257)),
+}
+
+
+FAMILIES = tuple(SIZES)
+
+
+@dataclass(frozen=True)
+class FamilyExample:
+    """A family's model, its traced uses and both counts."""
+
+    family: str
+    size_name: str
+    size: int
+    model: nn.Module
+    uses: list[Use]
+    column_of: Callable[[str], str] | None
+
+    @property
+    def unique(self) -> int:
+        """Parameters the model stores (each tensor once)."""
+        return count_parameters(self.model)
+
+    @property
+    def per_use(self) -> int:
+        """Parameters it would store if every use had its own copy."""
+        return count_per_use(self.uses)
+
+
+def _traced(model: nn.Module, run: Callable[[], object]) -> tuple[list[Use], Callable]:
+    units = unit_names(model)
+    with torch.no_grad():
+        uses = trace_uses(model, run, modules=units)
+    return uses, unit_of(units)
+
+
+def family_example(family: str, scale: int = 1) -> FamilyExample:
+    """Build, run and trace the small model of ``family`` at ``scale`` (1 to 4)."""
+    if family not in SIZES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    size_name, sizes = SIZES[family]
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= len(sizes):
+        raise ValueError(f"scale must be an int from 1 to {len(sizes)}, got {scale!r}")
+    size = sizes[scale - 1]
+    generator = torch.Generator().manual_seed(0)
+    column_of = None
+
+    if family == "space (CNN)":
+        model = nn.Conv2d(1, 4, kernel_size=3)
+        uses = conv_position_uses(model, (size, size))
+
+        def column_of(name: str) -> str:
+            return "conv kernel (weight, bias)"
+
+    elif family == "time (RNN)":
+        model = ElmanRNN(input_size=4, hidden_size=8, num_classes=2)
+        x = torch.randn(1, size, 4, generator=generator)
+        uses, column_of = _traced(model, lambda: model(x))
+    elif family == "depth (ALBERT)":
+        config = TransformerConfig(
+            vocab_size=100, hidden_size=32, num_layers=size, num_heads=2,
+            intermediate_size=64, embedding_size=16, max_position=16, share="all",
+        )  # fmt: skip
+        model = TransformerEncoder(config)
+        ids = torch.randint(0, 100, (1, 8), generator=generator)
+        uses, column_of = _traced(model, lambda: model(ids))
+    elif family == "inputs (Siamese)":
+        model = SiameseNet(MLP(64, 32, 16), embedding_size=16)
+        xs = [torch.randn(1, 64, generator=generator) for _ in range(size)]
+
+        def run() -> None:
+            embeddings = model.embed(*xs)
+            model.score((embeddings[0] - embeddings[1]).abs())
+
+        uses, column_of = _traced(model, run)
+    elif family == "tasks (multi-task)":
+        heads = {f"task{i + 1}": nn.Linear(32, 10) for i in range(size)}
+        model = MultiTaskNet(MLP(64, 32, 32), heads)
+        x = torch.randn(1, 64, generator=generator)
+        uses, column_of = _traced(model, lambda: [model(x, task) for task in heads])
+    else:  # input/output (tied LM)
+        config = GPTConfig(vocab_size=size, block_size=16, n_layer=1, n_head=2, n_embd=32)
+        model = GPT(config)
+        idx = torch.randint(0, size, (1, 8), generator=generator)
+        uses, column_of = _traced(model, lambda: model(idx))
+    return FamilyExample(family, size_name, size, model, uses, column_of)
+
+
+def plot_family(family: str, scale: int = 1) -> Figure:
+    """The chapter 01 explorer's view of one family: unique vs per-use counts, and its map."""
+    example = family_example(family, scale)
+    with book_style():
+        figure = plt.figure(figsize=(8.6, 3.6))
+        bars_ax, map_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.2]})
+        counts = [example.unique, example.per_use]
+        bars = bars_ax.bar(["stored\n(unique)", "if untied\n(per use)"], counts, color=PALETTE[:2])
+        bars_ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=8)
+        bars_ax.set_ylabel("parameters")
+        bars_ax.set_ylim(0, 1.18 * max(counts))
+        bars_ax.set_title(f"{example.per_use / example.unique:.1f}× fewer stored")
+        bars_ax.grid(axis="x", visible=False)
+        plot_sharing_map(
+            example.uses, ax=map_ax, column_of=example.column_of, max_rows=14,
+            title=f"{family}, {example.size_name} = {example.size}",
+        )  # fmt: skip
+        figure.tight_layout()
+    return figure

@@ -1,0 +1,392 @@
+"""Chapter 02, *How it works*: convolution, locally connected and dense models on digits placed
+on a canvas, trained and drawn.
+
+:func:`position_model` builds the three contenders (convolution, locally connected, MLP),
+:func:`train_position_model` / :func:`run_position_experiment` train one on a task of
+:mod:`shared_lib.data.canvas` and measure it, and :func:`plot_filters`,
+:func:`plot_sharing_explorer` and :func:`plot_conv_as_dense` draw the chapter's figures.
+"""
+
+from __future__ import annotations
+
+import string
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import nn
+from torch.nn import functional as F
+
+from shared_lib.counting import count_parameters
+from shared_lib.data.canvas import CanvasTask, unseen_position_task, where_task
+from shared_lib.layers.local import LocallyConnected2d
+from shared_lib.plotting import PALETTE, book_style
+
+#: The three contenders of chapter 02. ``"conv"`` shares its filters across positions,
+#: ``"local"`` is the same network with one filter per position (a locally connected layer),
+#: ``"mlp"`` is fully connected.
+KINDS = ("conv", "local", "mlp")
+
+
+def position_model(
+    kind: str,
+    num_classes: int = 10,
+    canvas_size: int = 16,
+    channels: int = 8,
+    padding_mode: str = "circular",
+) -> nn.Sequential:
+    """One of the chapter-02 contenders; ``"conv"`` and ``"local"`` differ only in sharing.
+
+    ``conv``/``local``: 5×5 layer (``channels``) → ReLU → 2×2 max-pool → 3×3 layer
+    (``2·channels``) → ReLU → global max-pool → linear. ``local`` uses
+    :class:`~shared_lib.layers.local.LocallyConnected2d` where ``conv`` uses ``nn.Conv2d``.
+    ``mlp``: flatten → linear (``16·channels`` hidden) → ReLU → linear. Circular padding makes
+    the convolution exactly equivariant to (circular) shifts, borders included.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if canvas_size % 2:
+        raise ValueError(f"canvas_size must be even (2×2 pooling), got {canvas_size}")
+    if kind == "mlp":
+        hidden = 16 * channels
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(canvas_size**2, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def layer(c_in: int, c_out: int, kernel: int, size: int) -> nn.Module:
+        if kind == "conv":
+            return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, padding_mode=padding_mode)
+        return LocallyConnected2d(
+            c_in, c_out, size, kernel, padding=kernel // 2, padding_mode=padding_mode
+        )
+
+    return nn.Sequential(
+        layer(1, channels, 5, canvas_size),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        layer(channels, 2 * channels, 3, canvas_size // 2),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2 * channels, num_classes),
+    )
+
+
+@dataclass
+class PositionResult:
+    """What one training run measured: accuracies by test set, size, first-layer filters."""
+
+    kind: str
+    n_train: int
+    seed: int
+    accuracy: dict[str, float]
+    train_accuracy: float
+    parameters: int
+    first_layer: torch.Tensor = field(repr=False)
+    first_layer_initial: torch.Tensor = field(repr=False)
+    seconds: float = 0.0
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+@contextmanager
+def _threads(n: int | None):
+    """Run tiny models on ``n`` CPU threads (one is fastest for them, and it keeps a shared
+    machine responsive); restores the previous setting."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    with torch.no_grad():
+        predictions = torch.cat(
+            [model(chunk.to(device)).argmax(-1).cpu() for chunk in x.split(1024)]
+        )
+    return (predictions == y).float().mean().item()
+
+
+def train_position_model(
+    kind: str,
+    task: CanvasTask,
+    seed: int = 0,
+    steps: int = 100,
+    batch_size: int = 50,
+    lr: float = 1e-2,
+    channels: int = 8,
+    padding_mode: str = "circular",
+    device: torch.device | str = "cpu",
+    threads: int | None = 1,
+) -> PositionResult:
+    """Train a :func:`position_model` with Adam for ``steps`` mini-batches and measure it.
+
+    The same number of steps for every training-set size keeps the comparison fair; batches
+    are drawn by reshuffling the training set every epoch (seeded).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device)
+    canvas_size = task.x_train.shape[-1]
+    with _threads(threads if device.type == "cpu" else None):
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        model = position_model(kind, task.num_classes, canvas_size, channels, padding_mode)
+        first = model[1] if kind == "mlp" else model[0]
+        initial = first.weight.detach().cpu().clone()
+        model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(seed)
+        x_train, y_train = task.x_train.to(device), task.y_train.to(device)
+        n = len(y_train)
+        order, cursor = torch.randperm(n, generator=generator), 0
+        model.train()
+        for _ in range(steps):
+            if cursor >= n:
+                order, cursor = torch.randperm(n, generator=generator), 0
+            batch = order[cursor : cursor + batch_size].to(device)
+            cursor += batch_size
+            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        accuracy = {name: _accuracy(model, x, y, device) for name, (x, y) in task.test.items()}
+        train_accuracy = _accuracy(model, task.x_train, task.y_train, device)
+        seconds = time.perf_counter() - start
+    return PositionResult(
+        kind,
+        n,
+        seed,
+        accuracy,
+        train_accuracy,
+        count_parameters(model),
+        first.weight.detach().cpu().clone(),
+        initial,
+        seconds,
+        model,
+    )
+
+
+def run_position_experiment(
+    kind: str, n_train: int, seed: int = 0, task: str = "unseen", **train_options
+) -> PositionResult:
+    """Build the task (``"unseen"``: :func:`unseen_position_task`, ``"where"``:
+    :func:`where_task`) with ``seed`` and train ``kind`` on it (chapter 02)."""
+    builders = {"unseen": unseen_position_task, "where": where_task}
+    if task not in builders:
+        raise ValueError(f"task must be one of {list(builders)}, got {task!r}")
+    return train_position_model(kind, builders[task](n_train, seed), seed, **train_options)
+
+
+def plot_filters(result: PositionResult, ax: Axes | None = None, columns: int = 4) -> Axes:
+    """Draw 8 first-layer filters as one mosaic (``columns`` per row): a convolution's filters
+    (each used at every position), or filter 0 of a locally connected layer at 8 positions along
+    the middle row. Each tile has its own colour scale; a filter that training never changed (its
+    window never saw ink) is labelled "untouched" (chapter 02)."""
+    weight, initial = result.first_layer, result.first_layer_initial
+    if result.kind == "mlp":
+        raise ValueError("an MLP has no filters to draw; pass a 'conv' or 'local' result")
+    count = 8
+    if result.kind == "conv":
+        picks = [(weight[i, 0], initial[i, 0]) for i in range(min(count, weight.shape[0]))]
+        labels = [f"filter {i}" for i in range(len(picks))]
+    else:
+        height, width = weight.shape[:2]
+        positions = np.linspace(0, width - 1, count).round().astype(int)
+        picks = [(weight[height // 2, j, 0, 0], initial[height // 2, j, 0, 0]) for j in positions]
+        labels = [f"col {j}" for j in positions]
+    kh, kw = picks[0][0].shape
+    rows = -(-len(picks) // columns)
+    mosaic = np.full((rows * (kh + 1) - 1, columns * (kw + 1) - 1), np.nan)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.9 * columns, 1.1 * rows))
+    any_untouched = False
+    for i, ((kernel, start), label) in enumerate(zip(picks, labels, strict=True)):
+        r, c = divmod(i, columns)
+        tile = kernel.numpy() / (float(kernel.abs().max()) or 1.0)  # each tile scaled to ±1
+        mosaic[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = tile
+        untouched = torch.equal(kernel, start)
+        any_untouched = any_untouched or untouched
+        ax.text(
+            c * (kw + 1) + (kw - 1) / 2,
+            r * (kh + 1) - 0.6,
+            label,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color=PALETTE[5] if untouched else "black",
+        )
+    ax.imshow(mosaic, cmap="PuOr", vmin=-1, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if any_untouched:
+        ax.set_xlabel(
+            "orange: untouched by training (its window never saw ink)", fontsize=8, color=PALETTE[5]
+        )
+    return ax
+
+
+def plot_sharing_explorer(
+    grid: Mapping[tuple[str, int], PositionResult], share: str, n_train: int
+) -> Figure:
+    """The chapter-02 explorer frame: accuracy vs. training size for sharing ``"yes"`` (conv)
+    and ``"no"`` (locally connected), their parameter counts, and some first-layer filters of
+    the chosen run. ``grid`` maps ``(share, n_train)`` to a :class:`PositionResult`."""
+    sizes = sorted({n for _, n in grid})
+    if (share, n_train) not in grid:
+        raise ValueError(f"no result for share={share!r}, n_train={n_train} in grid")
+    chosen = grid[share, n_train]
+    options = [("yes", PALETTE[0]), ("no", PALETTE[5])]
+    with book_style():
+        fig, (ax, bars, filters) = plt.subplots(
+            1, 3, figsize=(11, 3.3), gridspec_kw={"width_ratios": [1.3, 0.6, 1.3]}
+        )
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.84, wspace=0.35)
+        for option, colour in options:
+            width = 2.5 if option == share else 1.0
+            for test, style in (("seen", "--"), ("unseen", "-")):
+                ax.plot(
+                    sizes,
+                    [grid[option, n].accuracy[test] for n in sizes],
+                    style,
+                    color=colour,
+                    linewidth=width,
+                    marker="o",
+                    markersize=3 * width,
+                    label=f"share={option}, {test}",
+                )
+        for test, marker in (("seen", "s"), ("unseen", "D")):
+            ax.plot(
+                n_train,
+                chosen.accuracy[test],
+                marker,
+                color="black",
+                markersize=9,
+                fillstyle="none",
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("training images")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=7, loc="center right")
+        ax.set_title(f"seen {chosen.accuracy['seen']:.2f} · unseen {chosen.accuracy['unseen']:.2f}")
+        bars.bar(
+            [o for o, _ in options],
+            [grid[o, n_train].parameters for o, _ in options],
+            color=[c if o == share else "0.8" for o, c in options],
+        )
+        bars.set_yscale("log")
+        bars.set_ylim(100, None)
+        bars.set_xlabel("share across positions")
+        bars.set_ylabel("parameters (log scale)")
+        bars.set_title(f"{chosen.parameters:,} parameters")
+        plot_filters(chosen, filters)
+        filters.set_title(
+            "its 8 first-layer filters, each used everywhere"
+            if chosen.kind == "conv"
+            else "filter 0 at 8 positions of the middle row",
+            pad=14,
+        )
+    return fig
+
+
+def _entry_colours(n: int) -> list[str]:
+    """``n`` distinguishable colours: the book's palette first, then a colour-blind-safe extra."""
+    from shared_lib.plotting import PALETTE
+
+    extra = ["#332288", "#88CCEE", "#882255", "#117733", "#AA4499", "#44AA99", "#DDCC77"]
+    colours = [*PALETTE, *extra]
+    return [colours[i % len(colours)] for i in range(n)]
+
+
+def _ink(colour: str) -> str:
+    """Black text on light colours, white on dark ones."""
+    red, green, blue = mpl.colors.to_rgb(colour)
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.6 else "white"
+
+
+def plot_conv_as_dense(
+    kernel: torch.Tensor, index_map: torch.Tensor, axes: tuple[Axes, Axes] | None = None
+) -> tuple[Axes, Axes]:
+    """Draw a kernel and the dense matrix of its convolution, each entry coloured (and lettered)
+    by the kernel weight it uses; structural zeros stay white (chapter 02)."""
+    kernel = kernel.detach().cpu()
+    n_weights = kernel.numel()
+    if index_map.dim() != 2 or int(index_map.max()) >= n_weights:
+        raise ValueError(
+            f"index_map must be 2-D with entries < kernel.numel()={n_weights}, "
+            f"got shape {tuple(index_map.shape)} and max {int(index_map.max())}"
+        )
+    colours = _entry_colours(n_weights)
+    letters = string.ascii_lowercase if n_weights <= 26 else None
+    cmap = mpl.colors.ListedColormap(colours)
+    if axes is None:
+        _, axes = plt.subplots(
+            1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [1, 3.2]}, layout="constrained"
+        )
+    kernel_ax, matrix_ax = axes
+    flat = kernel.reshape(-1)
+    shape2d = kernel.reshape(-1, kernel.shape[-1]).shape
+    ids = torch.arange(n_weights).reshape(shape2d).float()
+    kernel_ax.imshow(ids.numpy(), cmap=cmap, vmin=-0.5, vmax=n_weights - 0.5)
+    for k in range(n_weights):
+        r, c = divmod(k, shape2d[1])
+        label = f"{letters[k]}\n{flat[k]:+.2f}" if letters else f"{flat[k]:+.2f}"
+        kernel_ax.text(
+            c,
+            r,
+            label,
+            ha="center",
+            va="center",
+            color=_ink(colours[k]),
+            fontsize=10,
+            fontweight="bold",
+        )
+    kernel_ax.set_title(f"kernel: {n_weights} weights")
+    kernel_ax.set_xticks([])
+    kernel_ax.set_yticks([])
+    kernel_ax.grid(False)
+
+    image = index_map.detach().cpu().float().masked_fill(index_map.cpu() < 0, float("nan"))
+    matrix_ax.imshow(image.numpy(), cmap=cmap, vmin=-0.5, vmax=n_weights - 0.5, aspect="equal")
+    if letters and index_map.numel() <= 2_500:
+        for (r, c), k in zip(
+            torch.nonzero(index_map >= 0).tolist(), index_map[index_map >= 0].tolist(), strict=True
+        ):
+            matrix_ax.text(
+                c, r, letters[k], ha="center", va="center", color=_ink(colours[k]), fontsize=6
+            )
+    rows, cols = index_map.shape
+    matrix_ax.set_xticks(torch.arange(-0.5, cols, 1).tolist(), minor=True)
+    matrix_ax.set_yticks(torch.arange(-0.5, rows, 1).tolist(), minor=True)
+    matrix_ax.grid(which="minor", color="0.88", linewidth=0.5)
+    matrix_ax.grid(which="major", visible=False)
+    matrix_ax.tick_params(which="minor", length=0)
+    used = int((index_map >= 0).sum())
+    matrix_ax.set_title(
+        f"dense matrix {rows}×{cols}: {used} of {rows * cols} entries used, "
+        f"{n_weights} distinct weights"
+    )
+    matrix_ax.set_xlabel("input pixel (flattened row by row)")
+    matrix_ax.set_ylabel("output pixel (flattened)")
+    return kernel_ax, matrix_ax

@@ -1,0 +1,205 @@
+"""Chapter 06, *Parameter sharing in deep learning models*: sharing across time (parity), depth
+(a looped block, a student of a layer-wise teacher) and rotations (plain vs. p4 CNN), and the
+cross-layer explorer's figure.
+
+Each function is seeded and runs on the CPU in a few seconds; the chapter calls them and
+asserts what they measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from shared_lib._validation import check_int
+from shared_lib.counting import count_parameters
+from shared_lib.data.sequences import SOURCE, chain_reachability, parity
+from shared_lib.layers.group import P4ConvP4, P4ConvZ2, RotationPool
+from shared_lib.layers.relaxed import LoopedNet
+from shared_lib.models.small import ConvStep
+from shared_lib.plotting import PALETTE, book_style, plot_assignment
+from shared_lib.sharing import layer_assignment
+from shared_lib.training import fit, seed_everything
+
+#: Display names of :func:`shared_lib.sharing.layer_assignment`'s strategies.
+STRATEGY_NAMES = {"sequence": "sequence", "cycle": "cycle", "cycle_rev": "cycle (rev)"}
+
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+def padded_one_hot(bits: torch.Tensor, width: int = 10) -> torch.Tensor:
+    """The fixed-size input of a network without sharing across time: ``bits`` ``(batch, time)``
+    padded to ``width`` steps with a third symbol, one-hot, flattened to ``(batch, 3 * width)``.
+
+    A string longer than ``width`` is refused (ValueError): such a network has no weights for
+    the extra steps.
+    """
+    check_int(width, "width", 1)
+    if bits.dim() != 2 or bits.shape[1] > width:
+        raise ValueError(
+            f"bits must have shape (batch, time <= width={width}), got {tuple(bits.shape)}"
+        )
+    padded = nn.functional.pad(bits, (0, width - bits.shape[1]), value=2)
+    return nn.functional.one_hot(padded, 3).float().flatten(1)
+
+
+def _identity(bits: torch.Tensor) -> torch.Tensor:
+    return bits
+
+
+def train_parity(
+    model: nn.Module,
+    seed: int,
+    encode: Encoder = _identity,
+    steps: int = 250,
+    max_length: int = 10,
+    lr: float = 1e-2,
+) -> nn.Module:
+    """Train ``model`` on parity with Adam for ``steps`` batches of 64 fresh strings, each batch of
+    one random length in ``2..max_length``; ``encode`` turns bits into the model's input."""
+    check_int(steps, "steps", 1)
+    check_int(max_length, "max_length", 2)
+    seed_everything(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, max_length + 1, (steps,), generator=generator)
+    for step, length in enumerate(lengths.tolist()):
+        bits, labels = parity(64, length, seed=seed * 10**5 + step)
+        loss = nn.functional.cross_entropy(model(encode(bits)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@torch.no_grad()
+def parity_accuracy(
+    model: nn.Module, length: int, encode: Encoder = _identity, n: int = 1000
+) -> float:
+    """Accuracy of ``model`` on ``n`` fresh parity strings of ``length`` (never trained on)."""
+    bits, labels = parity(n, length, seed=10**9 + length)
+    return (model(encode(bits)).argmax(1) == labels).float().mean().item()
+
+
+def train_looped(seed: int, length: int = 10, steps: int = 200, width: int = 8) -> LoopedNet:
+    """A :class:`~shared_lib.layers.relaxed.LoopedNet` of one :class:`ConvStep`, trained on
+    :func:`~shared_lib.data.sequences.chain_reachability` lines of ``length`` cells with
+    ``length`` to ``length + 6`` iterations per batch."""
+    check_int(length, "length", 2)
+    check_int(steps, "steps", 1)
+    seed_everything(seed)
+    net = LoopedNet(nn.Embedding(3, width), ConvStep(width), nn.Linear(width, 2), steps=length)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(seed)
+    iterations = torch.randint(length, length + 7, (steps,), generator=generator)
+    for step, n_iter in enumerate(iterations.tolist()):
+        cells, labels = chain_reachability(64, length, seed=seed * 10**5 + step)
+        loss = nn.functional.cross_entropy(net(cells, steps=n_iter).flatten(0, 1), labels.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return net
+
+
+@torch.no_grad()
+def looped_accuracy(
+    net: LoopedNet, cells: torch.Tensor, labels: torch.Tensor, iterations: Sequence[int]
+) -> dict[int, float]:
+    """Fraction of lines whose every cell ``net`` gets right, after each number of iterations."""
+    return {
+        steps: (net(cells, steps=steps).argmax(-1) == labels).all(1).float().mean().item()
+        for steps in iterations
+    }
+
+
+def reach_ceiling(
+    cells: torch.Tensor, labels: torch.Tensor, iterations: Sequence[int]
+) -> dict[int, float]:
+    """The best any net can do with ``T`` iterations of a width-3 step: the fraction of lines
+    whose farthest reachable cell is at most ``T - 1`` cells from the source."""
+    source = (cells == SOURCE).long().argmax(1, keepdim=True)
+    distance = ((torch.arange(cells.shape[1]) - source).abs() * labels).amax(1)
+    return {steps: (distance <= steps - 1).float().mean().item() for steps in iterations}
+
+
+def student_accuracy(
+    make_stack: Callable[[], nn.Module],
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    epochs: int = 150,
+    lr: float = 0.02,
+) -> tuple[float, int]:
+    """Fit ``make_stack()`` plus a linear read-out to a teacher's soft targets (full batch, Adam,
+    mean squared error) and return (agreement with the teacher's class on ``test``, unique
+    parameters of the student). ``train``/``test`` are ``(inputs, teacher outputs)``."""
+    check_int(epochs, "epochs", 1)
+    x_train, z_train = train
+    x_test, z_test = test
+    seed_everything(seed)
+    stack = make_stack()
+    student = nn.Sequential(stack, nn.Linear(x_train.shape[1], z_train.shape[1]))
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    fit(student, [(x_train, z_train)], optimizer, nn.functional.mse_loss, epochs=epochs,
+        device=torch.device("cpu"))  # fmt: skip
+    with torch.no_grad():
+        agreement = (student(x_test).argmax(1) == z_test.argmax(1)).float().mean().item()
+    return agreement, count_parameters(student)
+
+
+def plain_cnn(width: int = 16) -> nn.Sequential:
+    """Two 3×3 convolutions with batch norm, global max pooling and a 10-class linear read-out."""
+    check_int(width, "width", 1)
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(width, 10),
+    )  # fmt: skip
+
+
+def p4_cnn(width: int = 8) -> nn.Sequential:
+    """:func:`plain_cnn` with each filter shared across the four 90° rotations (a p4 lifting and a
+    p4 group convolution), pooled over positions and rotations: rotation-invariant output."""
+    check_int(width, "width", 1)
+    return nn.Sequential(
+        P4ConvZ2(1, width, 3), nn.BatchNorm3d(width), nn.ReLU(),
+        P4ConvP4(width, width, 3, padding=1), nn.BatchNorm3d(width), nn.ReLU(),
+        nn.AdaptiveMaxPool3d((4, 1, 1)), RotationPool("max"), nn.Flatten(), nn.Linear(width, 10),
+    )  # fmt: skip
+
+
+def render_assignment(
+    n_layers: int,
+    n_unique: int,
+    strategy: str,
+    accuracy: Mapping[tuple[int, ...], float],
+    unique_choices: Sequence[int],
+    layer_size: int,
+) -> Figure:
+    """The cross-layer explorer's frame: the layer→set map of ``strategy`` and, beside it, the
+    measured ``accuracy`` (keyed by assignment tuple) for each number of sets in
+    ``unique_choices``, with stored and used parameter counts (``layer_size`` per set)."""
+    if n_unique not in unique_choices:
+        raise ValueError(f"n_unique must be one of {list(unique_choices)}, got {n_unique!r}")
+    with book_style():
+        fig, axes = plt.subplots(1, 2, figsize=(7.5, 3), gridspec_kw={"width_ratios": [1, 1.4]})
+        name = STRATEGY_NAMES.get(strategy, strategy)
+        plot_assignment(layer_assignment(n_layers, n_unique, strategy), ax=axes[0],
+                        title=f"{name}: N={n_layers}, M={n_unique}")  # fmt: skip
+        accs = [accuracy[tuple(layer_assignment(n_layers, m, strategy))] for m in unique_choices]
+        colors = [PALETTE[0] if m == n_unique else "0.8" for m in unique_choices]
+        axes[1].bar([f"M={m}" for m in unique_choices], accs, color=colors)
+        for i, (m, acc) in enumerate(zip(unique_choices, accs, strict=True)):
+            label = f"{acc:.2f}\n{m * layer_size} stored\n{n_layers * layer_size} used"
+            axes[1].text(i, acc + 0.01, label, ha="center", va="bottom", fontsize=8)
+        axes[1].set_ylim(0.5, 1.08)
+        axes[1].set_ylabel("agreement with the teacher")
+        axes[1].set_title(f"{name}, N={n_layers}: accuracy and parameters")
+        axes[1].set_xlabel("unique sets (parameters of the tanh layers)")
+        fig.subplots_adjust(left=0.13, right=0.98, bottom=0.2, top=0.88, wspace=0.4)
+    return fig

@@ -1,0 +1,110 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from shared_lib.book.ch02_how_it_works import (
+    KINDS,
+    PositionResult,
+    plot_conv_as_dense,
+    plot_filters,
+    plot_sharing_explorer,
+    position_model,
+    run_position_experiment,
+    train_position_model,
+)
+from shared_lib.counting import count_parameters
+from shared_lib.data.canvas import unseen_position_task
+from shared_lib.layers.local import (
+    LocallyConnected2d,
+    conv_as_dense,
+)
+
+
+def test_plot_conv_as_dense_draws_and_checks_its_input():
+    import matplotlib.pyplot as plt
+
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    _, index_map = conv_as_dense(conv, (1, 4, 4))
+    kernel_ax, matrix_ax = plot_conv_as_dense(conv.weight, index_map)
+    assert "16×16" in matrix_ax.get_title() and "9 weights" in kernel_ax.get_title()
+    plt.close("all")
+    with pytest.raises(ValueError, match="index_map"):
+        plot_conv_as_dense(conv.weight[..., :2], index_map)
+
+
+def test_position_models_differ_only_in_sharing():
+    conv, local, mlp = (position_model(kind) for kind in KINDS)
+    x = torch.rand(3, 1, 16, 16)
+    for model in (conv, local, mlp):
+        assert model(x).shape == (3, 10)
+    assert [type(m) for m in conv if not isinstance(m, torch.nn.Conv2d)] == [
+        type(m) for m in local if not isinstance(m, LocallyConnected2d)
+    ]
+    assert isinstance(local[0], LocallyConnected2d) and isinstance(conv[0], torch.nn.Conv2d)
+    # Every conv layer becomes one copy of itself per output position.
+    positions = [16 * 16, 8 * 8]
+    conv_layers = [conv[0], conv[3]]
+    assert count_parameters(local) == sum(
+        p * count_parameters(layer) for p, layer in zip(positions, conv_layers, strict=True)
+    ) + count_parameters(conv[-1])
+    with pytest.raises(ValueError, match="kind"):
+        position_model("transformer")
+    with pytest.raises(ValueError, match="even"):
+        position_model("conv", canvas_size=15)
+
+
+def test_circular_conv_model_is_invariant_to_even_circular_shifts():
+    torch.manual_seed(0)
+    model = position_model("conv").double()
+    x = torch.rand(4, 1, 16, 16, dtype=torch.float64)
+    shifted = torch.roll(x, (2, 6), dims=(-2, -1))  # even shifts commute with 2×2 pooling
+    torch.testing.assert_close(model(shifted), model(x), rtol=0, atol=1e-12)
+    local = position_model("local").double()
+    assert (local(shifted) - local(x)).abs().max() > 1e-3
+
+
+def test_training_reports_accuracies_and_leaves_unseen_filters_untouched():
+    task = unseen_position_task(60, seed=0)
+    threads = torch.get_num_threads()
+    local = train_position_model("local", task, seed=0, steps=3)
+    assert torch.get_num_threads() == threads  # restored after training on one thread
+    assert isinstance(local, PositionResult) and local.n_train == 60
+    assert set(local.accuracy) == {"seen", "unseen"}
+    assert all(0.0 <= a <= 1.0 for a in local.accuracy.values())
+    assert local.parameters == count_parameters(local.model)
+    # The 5×5 window of first-layer column 13 covers input columns 11..15, blank in every
+    # training image: that filter never received a gradient. Column 5's window did.
+    assert torch.equal(local.first_layer[8, 13], local.first_layer_initial[8, 13])
+    assert not torch.equal(local.first_layer[8, 5], local.first_layer_initial[8, 5])
+    again = train_position_model("local", task, seed=0, steps=3)
+    assert again.accuracy == local.accuracy  # seeded
+    with pytest.raises(ValueError, match="steps"):
+        train_position_model("conv", task, steps=0)
+
+
+def test_run_position_experiment_and_plots():
+    results = {
+        (share, n): run_position_experiment(kind, n, seed=0, steps=2)
+        for share, kind in (("yes", "conv"), ("no", "local"))
+        for n in (20, 40)
+    }
+    assert results["yes", 20].kind == "conv" and results["no", 40].n_train == 40
+    where = run_position_experiment("mlp", 20, task="where", steps=2)
+    assert set(where.accuracy) == {"test"}
+    with pytest.raises(ValueError, match="task"):
+        run_position_experiment("conv", 20, task="rotation")
+    figure = plot_sharing_explorer(results, "no", 20)
+    assert isinstance(figure, Figure)
+    assert "untouched" in figure.axes[2].get_xlabel()
+    with pytest.raises(ValueError, match="no result"):
+        plot_sharing_explorer(results, "yes", 30)
+    with pytest.raises(ValueError, match="MLP"):
+        plot_filters(where)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
