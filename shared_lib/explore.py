@@ -19,9 +19,12 @@ import io
 import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
+from shared_lib._validation import require_extra
+
+if TYPE_CHECKING:  # matplotlib and ipywidgets are the optional extra shared_lib[book]
+    from matplotlib.figure import Figure
 
 __all__ = ["Explorer", "StaticTwin"]
 
@@ -59,7 +62,7 @@ _SCRIPT = """
 def _figure_to_data_uri(figure: Figure, dpi: int) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
+    require_extra("matplotlib.pyplot", "Rendering an explorer's frames").close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -161,8 +164,9 @@ class Explorer:
 
     def live(self):
         """The live ipywidgets UI (needs a running kernel: Jupyter, JupyterLab or Colab)."""
-        import ipywidgets as widgets
-        from IPython.display import display
+        widgets = require_extra("ipywidgets", "The live explorer")
+        display = require_extra("IPython.display", "The live explorer").display
+        plt = require_extra("matplotlib.pyplot", "The live explorer")
 
         controls = {}
         for name, values in self.controls.items():

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import matplotlib as mpl
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.axes import Axes
 
+from shared_lib._validation import require_extra
 from shared_lib.uses import Use
+
+if TYPE_CHECKING:  # matplotlib is the optional extra shared_lib[book]: imported when drawing
+    from matplotlib.axes import Axes
 
 __all__ = ["PALETTE", "book_style", "plot_assignment", "plot_sharing_map"]
 
@@ -30,7 +32,6 @@ _STYLE = {
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
-    "axes.prop_cycle": mpl.cycler(color=PALETTE),
     "font.size": 10,
     "axes.titlesize": 11,
     "legend.frameon": False,
@@ -38,10 +39,18 @@ _STYLE = {
 
 
 @contextmanager
-def book_style():
+def book_style() -> Iterator[None]:
     """Context manager applying the book's matplotlib style (no global change at import)."""
-    with mpl.rc_context(_STYLE):
+    mpl = _matplotlib()
+    with mpl.rc_context({**_STYLE, "axes.prop_cycle": mpl.cycler(color=PALETTE)}):
         yield
+
+
+def _matplotlib():
+    """matplotlib with pyplot loaded, or an ImportError that says how to install it."""
+    mpl = require_extra("matplotlib", "Drawing the book's figures")
+    require_extra("matplotlib.pyplot", "Drawing the book's figures")
+    return mpl
 
 
 def _owner(name: str, depth: int | None = None) -> str:
@@ -96,8 +105,10 @@ def plot_sharing_map(
     with book_style():
         if ax is None:
             height = 0.8 + 0.22 * len(shown)
-            _, ax = plt.subplots(figsize=(max(3.0, 1.1 * len(columns) + 2.2), height))
-        cmap = mpl.colors.ListedColormap(PALETTE)
+            _, ax = _matplotlib().pyplot.subplots(
+                figsize=(max(3.0, 1.1 * len(columns) + 2.2), height)
+            )
+        cmap = _matplotlib().colors.ListedColormap(PALETTE)
         ax.imshow(grid, cmap=cmap, vmin=0, vmax=len(PALETTE) - 1, aspect="auto")
         ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
         labels = ["⋮" if use is None else use.label for use in shown]

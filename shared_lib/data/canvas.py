@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from shared_lib._validation import require_extra
+
 GLYPH_SIZE = 8
 
 
@@ -39,7 +41,7 @@ class CanvasTask:
 
 def digit_glyphs() -> tuple[torch.Tensor, torch.Tensor]:
     """sklearn's 1,797 bundled digits as ``(n, 8, 8)`` float images in [0, 1], and labels."""
-    from sklearn.datasets import load_digits
+    load_digits = require_extra("sklearn.datasets", "The digits data").load_digits
 
     bunch = load_digits()
     images = torch.from_numpy((bunch.images / 16.0).astype(np.float32))
@@ -80,7 +82,7 @@ def place_glyphs(
 
 def _split_glyphs(seed: int, test_fraction: float) -> tuple[torch.Tensor, ...]:
     """Disjoint train / test digits (different handwriting samples), stratified by class."""
-    from sklearn.model_selection import train_test_split
+    train_test_split = require_extra("sklearn.model_selection", "The digits data").train_test_split
 
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")

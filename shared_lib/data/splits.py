@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from shared_lib._validation import check_int
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_int, require_extra
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,8 @@ def digits(test_fraction: float = 0.25, seed: int = 0, flat: bool = False) -> Sp
     Images have shape ``(n, 1, 8, 8)``, or ``(n, 64)`` with ``flat=True``. The split is
     stratified by class, so both halves hold every digit.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    load_digits = require_extra("sklearn.datasets", "The digits data").load_digits
+    train_test_split = require_extra("sklearn.model_selection", "The digits data").train_test_split
 
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -104,7 +103,7 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     """
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
         raise TypeError("labels must be a 1-D tensor of class ids")
-    _check_int(n, "n", 1)
+    check_int(n, "n", 1)
     if n > len(labels):
         raise ValueError(f"n must be <= the number of examples ({len(labels)}), got {n}")
     generator = torch.Generator().manual_seed(seed)
