@@ -48,7 +48,7 @@ def test_notebook_opens_with_title_and_colab_only_setup_cell(path):
     setup = "".join(cells[1]["source"])
     assert cells[1]["cell_type"] == "code"
     # One source of truth: the install URL is the repository URL of _config.yml.
-    assert f'"shared_lib @ git+{repository_url()}"' in setup
+    assert f'"shared_lib[book] @ git+{repository_url()}"' in setup  # with the chapters' extra
     assert re.search(r'if "google\.colab" in sys\.modules:\n\s+%pip install', setup)
     assert "seed_everything" in setup and "get_device()" in setup
 

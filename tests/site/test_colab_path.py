@@ -77,7 +77,7 @@ def test_setup_cell_installs_the_library_in_colab_and_keeps_its_torch(tmp_path):
 
     notebook = nbformat.read(CHAPTER, as_version=4)
     setup = notebook.cells[1]
-    url = re.search(r'"shared_lib @ git\+([^"]+)"', setup.source).group(1)
+    url = re.search(r'"shared_lib\[book\] @ git\+([^"]+)"', setup.source).group(1)
     setup.source = setup.source.replace(url, f"file://{repo}")
     # Make the setup cell believe it runs in Colab.
     fake_colab = nbformat.v4.new_code_cell(
