@@ -38,6 +38,8 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit tests/book -q
+	@echo "== the docstring examples of shared_lib"
+	$(BIN)/python -m pytest --doctest-modules shared_lib -q
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/book/sanitize.cfg chapters -q -p no:cacheprovider

@@ -26,6 +26,18 @@ from torch.nn import functional as F
 from shared_lib.counting import parameter_memory
 from shared_lib.training import benchmark, synchronize
 
+__all__ = [
+    "MemoryReport",
+    "activation_bytes",
+    "compare_step_times",
+    "format_bytes",
+    "format_reports",
+    "memory_report",
+    "optimizer_state_bytes",
+    "step_flops",
+    "step_time",
+]
+
 #: How :func:`activation_bytes` may measure: from autograd's saved tensors, or the CUDA peak.
 ACTIVATION_METHODS = ("auto", "saved", "peak")
 

@@ -22,6 +22,14 @@ from shared_lib.models.small import MLP, ElmanRNN, MultiTaskNet, SiameseNet
 from shared_lib.plotting import PALETTE, book_style, plot_sharing_map
 from shared_lib.uses import Use, conv_position_uses, count_per_use, trace_uses, unit_names, unit_of
 
+__all__ = [
+    "FAMILIES",
+    "SIZES",
+    "FamilyExample",
+    "family_example",
+    "plot_family",
+]
+
 #: Family → (what ``scale`` changes, its value at scales 1, 2, 3, 4).
 SIZES: dict[str, tuple[str, tuple[int, ...]]] = {
     "space (CNN)": ("image side", (6, 8, 12, 16)),

@@ -29,6 +29,17 @@ from shared_lib.data.canvas import CanvasTask, unseen_position_task, where_task
 from shared_lib.layers.local import LocallyConnected2d
 from shared_lib.plotting import PALETTE, book_style
 
+__all__ = [
+    "KINDS",
+    "PositionResult",
+    "plot_conv_as_dense",
+    "plot_filters",
+    "plot_sharing_explorer",
+    "position_model",
+    "run_position_experiment",
+    "train_position_model",
+]
+
 #: The three contenders of chapter 02. ``"conv"`` shares its filters across positions,
 #: ``"local"`` is the same network with one filter per position (a locally connected layer),
 #: ``"mlp"`` is fully connected.

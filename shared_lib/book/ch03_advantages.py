@@ -28,6 +28,13 @@ from shared_lib._validation import check_int as _check_int
 from shared_lib.data import Split
 from shared_lib.data.splits import balanced_subset
 
+__all__ = [
+    "LearningCurves",
+    "learning_curves",
+    "plot_learning_curves",
+    "plot_step_costs",
+]
+
 # ---------------------------------------------------------------------------------------------
 # Learning curves.
 

@@ -30,6 +30,22 @@ from shared_lib.data.text import TextCorpus, lm_batch
 from shared_lib.plotting import PALETTE, book_style, plot_sharing_map
 from shared_lib.uses import Use, conv_position_uses, trace_uses, unit_names, unit_of
 
+__all__ = [
+    "Headline",
+    "asymmetry",
+    "bigram_perplexity",
+    "conv_sequence_uses",
+    "multitask_accuracy",
+    "one_shot_accuracy",
+    "perplexity",
+    "plot_application",
+    "traced_uses",
+    "train_language_model",
+    "train_multitask",
+    "train_pair_model",
+    "verification_accuracy",
+]
+
 
 def bigram_perplexity(corpus: TextCorpus, smoothing: float = 0.1) -> float:
     """Validation perplexity of a count-based bigram model (add-``smoothing``): a baseline."""

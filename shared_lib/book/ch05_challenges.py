@@ -24,6 +24,14 @@ from shared_lib.models.transformer import TransformerConfig, TransformerEncoder
 from shared_lib.plotting import PALETTE, book_style
 from shared_lib.training import seed_everything
 
+__all__ = [
+    "render_conflict",
+    "shared_and_separate",
+    "train_offset_copier",
+    "train_task_pair",
+    "trunk_gradient_cosine",
+]
+
 
 def trunk_gradient_cosine(
     model: nn.Module, data: TaskPair, shared: nn.Module, n_probe: int = 512

@@ -25,6 +25,20 @@ from shared_lib.plotting import PALETTE, book_style, plot_assignment
 from shared_lib.sharing import layer_assignment
 from shared_lib.training import fit, seed_everything
 
+__all__ = [
+    "STRATEGY_NAMES",
+    "looped_accuracy",
+    "p4_cnn",
+    "padded_one_hot",
+    "parity_accuracy",
+    "plain_cnn",
+    "reach_ceiling",
+    "render_assignment",
+    "student_accuracy",
+    "train_looped",
+    "train_parity",
+]
+
 #: Display names of :func:`shared_lib.sharing.layer_assignment`'s strategies.
 STRATEGY_NAMES = {"sequence": "sequence", "cycle": "cycle", "cycle_rev": "cycle (rev)"}
 

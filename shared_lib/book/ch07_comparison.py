@@ -29,6 +29,28 @@ from shared_lib.data.splits import Batches
 from shared_lib.layers.compressed import CodebookLinear, LowRankLinear, SoftWeightSharing
 from shared_lib.training import evaluate, fit, seed_everything
 
+__all__ = [
+    "Recipe",
+    "Result",
+    "Summary",
+    "finish_pruning",
+    "format_table",
+    "index_bits",
+    "kmeans_share",
+    "linear_weights",
+    "low_rank",
+    "magnitude_prune",
+    "pareto_front",
+    "pca_projection",
+    "plot_pareto",
+    "run_technique",
+    "snap_to_prior",
+    "storage_bytes",
+    "stored_numbers",
+    "summarize",
+    "winner",
+]
+
 
 @dataclass(frozen=True)
 class Recipe:

@@ -29,6 +29,16 @@ from shared_lib.models.supernet import SupernetMLP
 from shared_lib.plotting import PALETTE, book_style
 from shared_lib.training import adam_on_random_batches, seed_everything
 
+__all__ = [
+    "kendall_tau",
+    "render_relaxed",
+    "train_hyper_mlp",
+    "train_moe",
+    "train_recursion",
+    "train_standalone",
+    "train_supernet",
+]
+
 
 def train_supernet(
     supernet: SupernetMLP,

@@ -19,6 +19,12 @@ from shared_lib.models import build_model
 from shared_lib.models.transformer import SHARE_MODES, TransformerConfig, albert_config
 from shared_lib.plotting import PALETTE, book_style
 
+__all__ = [
+    "EncoderBudget",
+    "encoder_budget",
+    "render_budget",
+]
+
 _MB = 1e6
 
 

@@ -18,6 +18,15 @@ import torch
 
 from shared_lib._validation import require_extra
 
+__all__ = [
+    "GLYPH_SIZE",
+    "CanvasTask",
+    "digit_glyphs",
+    "place_glyphs",
+    "unseen_position_task",
+    "where_task",
+]
+
 GLYPH_SIZE = 8
 
 

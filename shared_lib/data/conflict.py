@@ -17,6 +17,13 @@ import torch
 
 from shared_lib._validation import check_int as _check_int
 
+__all__ = [
+    "TASKS",
+    "TaskPair",
+    "related_tasks",
+    "related_teachers",
+]
+
 #: Names of the two tasks, as keys of :class:`TaskPair` and as ``MultiTaskNet`` heads.
 TASKS = ("a", "b")
 

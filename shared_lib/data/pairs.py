@@ -19,6 +19,16 @@ import torch
 from shared_lib._validation import check_int
 from shared_lib.data import digits
 
+__all__ = [
+    "TASKS",
+    "HeldOutDigits",
+    "MultiTaskDigits",
+    "PairSet",
+    "held_out_digits",
+    "multitask_digits",
+    "sample_pairs",
+]
+
 
 def _all_digits(flat: bool) -> tuple[torch.Tensor, torch.Tensor]:
     split = digits(test_fraction=0.5, seed=0, flat=flat)

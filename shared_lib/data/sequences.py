@@ -14,6 +14,19 @@ from torch.nn import functional as F
 
 from shared_lib._validation import check_int as _check_int
 
+__all__ = [
+    "OPEN",
+    "SOURCE",
+    "WALL",
+    "chain_reachability",
+    "iterated_map_task",
+    "layerwise_teacher",
+    "make_motif_task",
+    "make_sequence_task",
+    "offset_copies",
+    "parity",
+]
+
 
 def make_sequence_task(
     n: int, length: int, vocab: int = 8, seed: int = 0

@@ -16,6 +16,12 @@ import torch
 from shared_lib._validation import check_int
 from shared_lib.data import Split
 
+__all__ = [
+    "chirp",
+    "keyword_signals",
+    "keyword_split",
+]
+
 
 def chirp(length: int = 16, rising: bool = True) -> torch.Tensor:
     """A Hann-windowed chirp of ``length`` samples sweeping 1 → 5 cycles per event (or back).

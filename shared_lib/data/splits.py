@@ -12,6 +12,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from shared_lib._validation import check_int, require_extra
 
+__all__ = [
+    "Batches",
+    "Split",
+    "balanced_subset",
+    "digits",
+    "loaders",
+]
+
 
 @dataclass(frozen=True)
 class Split:

@@ -16,6 +16,15 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = [
+    "LEXICON",
+    "TextCorpus",
+    "Vocabulary",
+    "generate_sentences",
+    "lm_batch",
+    "text_corpus",
+]
+
 # --------------------------------------------------------------------------------------------
 # The lexicon. Nouns are singular; plurals are formed by _plural. Each list is ordered from the
 # most to the least frequent word (frequencies follow 1 / rank within a list).

@@ -12,6 +12,13 @@ from torch.nn import functional as F
 
 from shared_lib._validation import check_int
 
+__all__ = [
+    "CodebookLinear",
+    "LowRankLinear",
+    "SoftWeightSharing",
+    "kmeans_1d",
+]
+
 
 def kmeans_1d(
     values: torch.Tensor, k: int, iterations: int = 30

@@ -15,6 +15,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+__all__ = [
+    "LocallyConnected2d",
+    "conv2d_parameter_count",
+    "conv_as_dense",
+    "conv_output_size",
+    "linear_parameter_count",
+    "locally_connected2d_parameter_count",
+    "shift2d",
+    "shift_equivariance_error",
+]
+
 _PADDING_MODES = ("zeros", "circular")
 
 

@@ -19,6 +19,10 @@ from torch import nn
 
 from shared_lib._validation import check_int as _check_int
 
+__all__ = [
+    "MixtureOfRecursions",
+]
+
 
 class MixtureOfRecursions(nn.Module):
     """A shared ``block`` applied 1 to ``max_recursions`` times, the depth chosen per token.

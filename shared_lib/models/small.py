@@ -15,6 +15,17 @@ from torch.nn import functional as F
 from shared_lib._validation import check_int
 from shared_lib._validation import check_int as _check_int
 
+__all__ = [
+    "MLP",
+    "ConvStep",
+    "ElmanRNN",
+    "GRUClassifier",
+    "MultiTaskNet",
+    "SiameseNet",
+    "SmallConvNet",
+    "StepRNN",
+]
+
 
 def _positive(value: int, argument: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -18,6 +18,11 @@ from torch import nn
 
 from shared_lib._validation import check_int as _check_int
 
+__all__ = [
+    "Architecture",
+    "SupernetMLP",
+]
+
 #: A sub-network of the supernet, as one ``(width, activation)`` choice per hidden layer.
 Architecture = tuple[tuple[int, str], ...]
 
