@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -28,6 +28,7 @@ from shared_lib.counting import count_parameters
 from shared_lib.data.canvas import CanvasTask, unseen_position_task, where_task
 from shared_lib.layers.local import LocallyConnected2d
 from shared_lib.plotting import PALETTE, book_style
+from shared_lib.training import train_steps
 
 __all__ = [
     "KINDS",
@@ -130,6 +131,19 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.
     return (predictions == y).float().mean().item()
 
 
+def _reshuffled_batches(
+    n: int, batch_size: int, steps: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """``steps`` batches of row indices that walk through a fresh permutation of ``range(n)``
+    each epoch (the last batch of an epoch may be smaller)."""
+    order, cursor = torch.randperm(n, generator=generator), 0
+    for _ in range(steps):
+        if cursor >= n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        yield order[cursor : cursor + batch_size]
+        cursor += batch_size
+
+
 def train_position_model(
     kind: str,
     task: CanvasTask,
@@ -164,17 +178,13 @@ def train_position_model(
         generator = torch.Generator().manual_seed(seed)
         x_train, y_train = task.x_train.to(device), task.y_train.to(device)
         n = len(y_train)
-        order, cursor = torch.randperm(n, generator=generator), 0
         model.train()
-        for _ in range(steps):
-            if cursor >= n:
-                order, cursor = torch.randperm(n, generator=generator), 0
-            batch = order[cursor : cursor + batch_size].to(device)
-            cursor += batch_size
-            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        batches = _reshuffled_batches(n, batch_size, steps, generator)
+        train_steps(
+            optimizer,
+            batches,
+            lambda rows: F.cross_entropy(model(x_train[rows.to(device)]), y_train[rows.to(device)]),
+        )
         model.eval()
         accuracy = {name: _accuracy(model, x, y, device) for name, (x, y) in task.test.items()}
         train_accuracy = _accuracy(model, task.x_train, task.y_train, device)

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from shared_lib._validation import check_int as _check_int
 from shared_lib.data import Split
 from shared_lib.data.splits import balanced_subset
+from shared_lib.training import train_steps
 
 __all__ = [
     "LearningCurves",
@@ -121,14 +122,18 @@ def _train_ensemble(
     # same examples in the same order.
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     rows = torch.arange(count)[:, None]
-    for _ in range(steps):
-        draws = torch.stack([torch.rand(batch_size, generator=g) for g in generators])
-        index = padded[rows, (draws * sizes[:, None]).long()]  # (models, batch), with replacement
+
+    def minibatches():
+        for _ in range(steps):
+            draws = torch.stack([torch.rand(batch_size, generator=g) for g in generators])
+            yield padded[rows, (draws * sizes[:, None]).long()]  # (models, batch), with replacement
+
+    def summed_loss(index: torch.Tensor) -> torch.Tensor:
         logits = vmap(run)(params, buffers, x_train[index])
         loss = F.cross_entropy(logits.flatten(0, 1), y_train[index].flatten(), reduction="sum")
-        optimizer.zero_grad(set_to_none=True)
-        (loss / batch_size).backward()  # = the sum over models of each one's mean loss
-        optimizer.step()
+        return loss / batch_size  # = the sum over models of each one's mean loss
+
+    train_steps(optimizer, minibatches(), summed_loss)
     with torch.no_grad():
         predictions = vmap(run, in_dims=(0, 0, None))(params, buffers, x_test).argmax(-1)
     return (predictions == y_test).float().mean(dim=1).numpy()

@@ -28,6 +28,7 @@ from shared_lib.counting import count_parameters
 from shared_lib.data.pairs import MultiTaskDigits, PairSet, sample_pairs
 from shared_lib.data.text import TextCorpus, lm_batch
 from shared_lib.plotting import PALETTE, book_style, plot_sharing_map
+from shared_lib.training import train_steps
 from shared_lib.uses import Use, conv_position_uses, trace_uses, unit_names, unit_of
 
 __all__ = [
@@ -101,16 +102,14 @@ def train_language_model(
     device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    losses = []
-    for _ in range(steps):
-        inputs, targets = lm_batch(corpus.train, batch_size, length, generator)
+
+    def window_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
         logits = _logits(model, inputs.to(device))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).to(device))
+
+    windows = (lm_batch(corpus.train, batch_size, length, generator) for _ in range(steps))
+    return train_steps(optimizer, windows, window_loss)
 
 
 def train_pair_model(
@@ -137,15 +136,15 @@ def train_pair_model(
     for _ in range(epochs):
         pairs = sample_pairs(x, y, pairs_per_epoch, generator)
         order = torch.randperm(len(pairs), generator=generator)
-        total = 0.0
-        for start in range(0, len(pairs), batch_size):
-            batch = order[start : start + batch_size]
+        batches = list(order.split(batch_size))
+
+        def pair_loss(batch: torch.Tensor, pairs: PairSet = pairs) -> torch.Tensor:
             logits = model(pairs.a[batch], pairs.b[batch])
-            loss = F.binary_cross_entropy_with_logits(logits, pairs.same[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
+            return F.binary_cross_entropy_with_logits(logits, pairs.same[batch])
+
+        total = 0.0
+        for loss, batch in zip(train_steps(optimizer, batches, pair_loss), batches, strict=True):
+            total += loss * len(batch)
         history.append(total / len(pairs))
     return history
 
@@ -218,17 +217,15 @@ def train_multitask(
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    losses = []
-    for _ in range(steps):
+
+    def summed_loss(step: int) -> torch.Tensor:  # one fresh batch per task, drawn in task order
         loss = torch.zeros(())
         for task, (x, y) in data.train.items():
             batch = torch.randint(0, len(x), (batch_size,), generator=generator)
             loss = loss + F.cross_entropy(model(x[batch], task), y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+        return loss
+
+    return train_steps(optimizer, range(steps), summed_loss)
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from shared_lib.guards import task_gradient_cosine
 from shared_lib.models.small import MLP, MultiTaskNet
 from shared_lib.models.transformer import TransformerConfig, TransformerEncoder
 from shared_lib.plotting import PALETTE, book_style
-from shared_lib.training import seed_everything
+from shared_lib.training import seed_everything, train_steps
 
 __all__ = [
     "render_conflict",
@@ -74,7 +74,8 @@ def train_task_pair(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     cosines: list[float] = []
-    for step in range(steps):
+
+    def summed_loss(step: int) -> torch.Tensor:
         losses = []
         for task in TASKS:
             x, y = data.train[task]
@@ -82,9 +83,9 @@ def train_task_pair(
             losses.append(F.cross_entropy(model(x[batch], task), y[batch]))
         if shared is not None and step % measure_every == 0:
             cosines.append(trunk_gradient_cosine(model, data, shared))
-        optimizer.zero_grad(set_to_none=True)
-        (losses[0] + losses[1]).backward()
-        optimizer.step()
+        return losses[0] + losses[1]
+
+    train_steps(optimizer, range(steps), summed_loss)
     return cosines
 
 
@@ -131,11 +132,12 @@ def train_offset_copier(
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for x, y in zip(tokens.split(batch_size), targets.split(batch_size), strict=True):
-        loss = F.cross_entropy(logits(x).flatten(0, 2), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    batches = zip(tokens.split(batch_size), targets.split(batch_size), strict=True)
+    train_steps(
+        optimizer,
+        batches,
+        lambda batch: F.cross_entropy(logits(batch[0]).flatten(0, 2), batch[1].flatten()),
+    )
     model.eval()
     with torch.no_grad():
         accuracy = (logits(test_tokens).argmax(-1) == test_targets).float().mean().item()

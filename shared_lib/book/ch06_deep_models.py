@@ -23,7 +23,7 @@ from shared_lib.layers.relaxed import LoopedNet
 from shared_lib.models.small import ConvStep
 from shared_lib.plotting import PALETTE, book_style, plot_assignment
 from shared_lib.sharing import layer_assignment
-from shared_lib.training import fit, seed_everything
+from shared_lib.training import fit, seed_everything, train_steps
 
 __all__ = [
     "STRATEGY_NAMES",
@@ -82,12 +82,13 @@ def train_parity(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(2, max_length + 1, (steps,), generator=generator)
-    for step, length in enumerate(lengths.tolist()):
+
+    def parity_loss(step_and_length: tuple[int, int]) -> torch.Tensor:
+        step, length = step_and_length  # fresh strings at every step, seeded by the step
         bits, labels = parity(64, length, seed=seed * 10**5 + step)
-        loss = nn.functional.cross_entropy(model(encode(bits)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        return nn.functional.cross_entropy(model(encode(bits)), labels)
+
+    train_steps(optimizer, enumerate(lengths.tolist()), parity_loss)
     return model
 
 
@@ -111,12 +112,14 @@ def train_looped(seed: int, length: int = 10, steps: int = 200, width: int = 8) 
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(seed)
     iterations = torch.randint(length, length + 7, (steps,), generator=generator)
-    for step, n_iter in enumerate(iterations.tolist()):
+
+    def reachability_loss(step_and_iterations: tuple[int, int]) -> torch.Tensor:
+        step, n_iter = step_and_iterations
         cells, labels = chain_reachability(64, length, seed=seed * 10**5 + step)
-        loss = nn.functional.cross_entropy(net(cells, steps=n_iter).flatten(0, 1), labels.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        logits = net(cells, steps=n_iter).flatten(0, 1)
+        return nn.functional.cross_entropy(logits, labels.flatten())
+
+    train_steps(optimizer, enumerate(iterations.tolist()), reachability_loss)
     return net
 
 

@@ -27,7 +27,7 @@ from shared_lib.layers.recursion import MixtureOfRecursions
 from shared_lib.models.moe import MoEClassifier, MoEConfig
 from shared_lib.models.supernet import SupernetMLP
 from shared_lib.plotting import PALETTE, book_style
-from shared_lib.training import adam_on_random_batches, seed_everything
+from shared_lib.training import adam_on_random_batches, seed_everything, train_steps
 
 __all__ = [
     "kendall_tau",
@@ -228,11 +228,8 @@ def train_recursion(
             return inputs
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss = nn.functional.mse_loss(run(x, k), y)  # MoR: the soft mix of depths
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    # Full-batch steps; for MoR the loss is on the soft mix of depths.
+    train_steps(optimizer, range(steps), lambda step: nn.functional.mse_loss(run(x, k), y))
     model.eval()
     with torch.no_grad():
         error = nn.functional.mse_loss(run(x_test, k_test), y_test).item()

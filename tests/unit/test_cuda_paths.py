@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import shared_lib as sl
-from shared_lib.training import _to
+from shared_lib.training import to_device
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +76,7 @@ def test_benchmark_times_the_work_not_its_launch():
 @needs_cuda
 def test_pinned_batches_are_copied_without_blocking_and_arrive_intact():
     batch = [torch.randn(256, 32).pin_memory(), torch.randint(0, 10, (256,)).pin_memory()]
-    moved = _to(batch, torch.device("cuda"))
+    moved = to_device(batch, torch.device("cuda"))
     assert all(t.is_cuda for t in moved)
     assert torch.equal(moved[0].cpu(), batch[0]) and torch.equal(moved[1].cpu(), batch[1])
 
