@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_choice, check_int, check_module, describe
 from shared_lib.counting import parameter_memory
 from shared_lib.training import benchmark, synchronize
 
@@ -49,13 +50,31 @@ LossFn = Callable[..., torch.Tensor]
 
 
 def format_bytes(count: float) -> str:
-    """``1536`` → ``'1.50 KiB'``: a byte count in binary units, three significant digits."""
+    """``1536`` → ``'1.50 KiB'``: a byte count in binary units (chapter 03).
+
+    Bytes are printed whole; KiB, MiB and GiB with two decimals. GiB is the largest unit.
+
+    Args:
+        count: a number of bytes.
+
+    Returns:
+        The count with its unit, e.g. ``'2.25 MiB'``.
+
+    Examples:
+        >>> from shared_lib.profiling import format_bytes
+        >>> format_bytes(512), format_bytes(1536)
+        ('512 B', '1.50 KiB')
+        >>> format_bytes(4 * 768 * 768)  # one float32 768 × 768 weight, stored once if shared
+        '2.25 MiB'
+    """
     value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    for unit in ("KiB", "MiB"):
         value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+        if abs(value) < 1024:
+            return f"{value:.2f} {unit}"
+    return f"{value / 1024:.2f} GiB"
 
 
 def _format_flops(count: float) -> str:
@@ -67,7 +86,10 @@ def _format_flops(count: float) -> str:
 
 @dataclass(frozen=True)
 class MemoryReport:
-    """Bytes of one training step, by kind, and its FLOPs (see :func:`memory_report`).
+    """Bytes of one training step, by kind, and its FLOPs (chapter 03; see :func:`memory_report`).
+
+    Sharing a tensor shrinks the first three fields, the :attr:`parameter_side`; activations and
+    FLOPs follow how often the tensors are used and stay the same.
 
     Attributes:
         weights: bytes of the parameters (each shared tensor once).
@@ -75,6 +97,21 @@ class MemoryReport:
         optimizer_state: bytes of the optimizer's per-parameter state (Adam: two moments).
         activations: bytes autograd keeps from the forward pass for the backward pass.
         flops: floating-point operations of one forward + backward pass (a multiply-add is 2).
+
+    Examples:
+        >>> from shared_lib.profiling import MemoryReport
+        >>> report = MemoryReport(
+        ...     weights=400, gradients=400, optimizer_state=800, activations=100, flops=10
+        ... )
+        >>> report.parameter_side, report.total
+        (1600, 1700)
+        >>> print(report)
+        weights                 400 B
+        gradients               400 B
+        optimizer state         800 B
+        activations             100 B
+        total memory         1.66 KiB
+        FLOPs per step        10 FLOP
     """
 
     weights: int
@@ -111,23 +148,46 @@ class MemoryReport:
 def format_reports(reports: Mapping[str, MemoryReport], baseline: str | None = None) -> str:
     """A side-by-side table of several reports; with ``baseline``, each one's ratio to it.
 
-    >>> a = MemoryReport(400, 400, 800, 100, 10)
-    >>> print(format_reports({"a": a, "b": MemoryReport(100, 100, 200, 100, 10)}, baseline="a"))
-    kind                       a            b        b / a
-    weights                400 B        100 B        0.250
-    gradients              400 B        100 B        0.250
-    optimizer state        800 B        200 B        0.250
-    activations            100 B        100 B        1.000
-    total memory        1.66 KiB        500 B        0.294
-    FLOPs per step       10 FLOP      10 FLOP        1.000
+    Chapter 03 prints shared and unshared models this way: the ratio column shows which kinds
+    of memory sharing divides and which it leaves alone.
+
+    Args:
+        reports: name → report, one column each, in this order.
+        baseline: the name of the report the others are divided by (one ratio column per other
+            report), or ``None`` for no ratios.
+
+    Returns:
+        The table, one line per kind of memory and one for the FLOPs.
+
+    Raises:
+        ValueError: ``reports`` is empty, or ``baseline`` is not one of its names.
+        TypeError: a value of ``reports`` is not a :class:`MemoryReport`.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.profiling import format_reports, memory_report
+        >>> layer = nn.Linear(8, 8)
+        >>> models = {
+        ...     "none": nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8)),
+        ...     "all": nn.Sequential(layer, nn.ReLU(), layer),  # one layer used twice
+        ... }
+        >>> x = torch.randn(4, 8)
+        >>> reports = {name: memory_report(m, x, torch.sum) for name, m in models.items()}
+        >>> print(format_reports(reports, baseline="none"))
+        kind                    none          all   all / none
+        weights                576 B        288 B        0.500
+        gradients              576 B        288 B        0.500
+        optimizer state     1.12 KiB        576 B        0.500
+        activations            256 B        256 B        1.000
+        total memory        2.50 KiB     1.38 KiB        0.550
+        FLOPs per step    2.56 kFLOP   2.56 kFLOP        1.000
     """
     if not reports:
         raise ValueError("reports is empty: nothing to format")
     for name, report in reports.items():
         if not isinstance(report, MemoryReport):
-            raise TypeError(
-                f"reports[{name!r}] must be a MemoryReport, got {type(report).__name__}"
-            )
+            raise TypeError(f"reports[{name!r}] must be a MemoryReport, got {describe(report)}")
     if baseline is not None and baseline not in reports:
         raise ValueError(f"baseline must be one of {list(reports)}, got {baseline!r}")
     names = list(reports)
@@ -153,8 +213,8 @@ def format_reports(reports: Mapping[str, MemoryReport], baseline: str | None = N
 
 
 def _check_model(model: object) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    """``model`` if it is an nn.Module with a trainable parameter: a training step to profile."""
+    check_module(model, "model")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no trainable parameters: there is no training step to profile")
     return model
@@ -167,17 +227,25 @@ def _as_args(inputs: object) -> tuple[torch.Tensor, ...]:
     if isinstance(inputs, (tuple, list)) and inputs:
         for i, item in enumerate(inputs):
             if not isinstance(item, torch.Tensor):
-                raise TypeError(f"inputs[{i}] must be a torch.Tensor, got {type(item).__name__}")
+                raise TypeError(f"inputs[{i}] must be a torch.Tensor, got {describe(item)}")
         return tuple(inputs)
     raise TypeError(
-        f"inputs must be a tensor or a non-empty tuple/list of tensors, got {type(inputs).__name__}"
+        f"inputs must be a tensor or a non-empty tuple/list of tensors, got {describe(inputs)}"
     )
 
 
 def _check_loss_fn(loss_fn: object) -> LossFn:
+    """``loss_fn`` if it is callable (``_validation`` has no check for callables)."""
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        raise TypeError(f"loss_fn must be callable, got {describe(loss_fn)}")
     return loss_fn
+
+
+def _check_optimizer(optimizer: object) -> torch.optim.Optimizer:
+    """``optimizer`` if it is a torch optimizer."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {describe(optimizer)}")
+    return optimizer
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -281,12 +349,34 @@ def activation_bytes(
         loss_fn: ``loss_fn(outputs)``, or ``loss_fn(outputs, targets)`` when ``targets`` is given.
         targets: passed to ``loss_fn`` as its second argument unless ``None``.
         method: ``"auto"``, ``"saved"`` or ``"peak"``.
+
+    Returns:
+        The activation bytes of one forward pass (and the loss).
+
+    Raises:
+        TypeError: ``model`` is not an nn.Module, ``inputs`` not a tensor or a tuple/list of
+            tensors, ``loss_fn`` not callable, or ``method`` not a string.
+        ValueError: ``model`` has no trainable parameter, ``loss_fn`` does not return a scalar
+            that depends on the parameters, ``method`` is unknown, or ``method="peak"`` for a
+            model that is not on CUDA.
+
+    Examples:
+        A layer used twice saves its input at both uses: sharing leaves activations alone.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.profiling import activation_bytes
+        >>> layer = nn.Linear(8, 8)
+        >>> shared = nn.Sequential(layer, nn.ReLU(), layer)
+        >>> unshared = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+        >>> x = torch.randn(4, 8)  # saved: x and the ReLU's output, 4 × 8 floats each
+        >>> activation_bytes(shared, x, torch.sum), activation_bytes(unshared, x, torch.sum)
+        (256, 256)
     """
     _check_model(model)
     args = _as_args(inputs)
     _check_loss_fn(loss_fn)
-    if method not in ACTIVATION_METHODS:
-        raise ValueError(f"method must be one of {ACTIVATION_METHODS}, got {method!r}")
+    check_choice(method, "method", ACTIVATION_METHODS)
     device = _model_device(model)
     if method == "auto":
         method = "peak" if device.type == "cuda" else "saved"
@@ -373,6 +463,36 @@ def step_flops(
     The backward pass computes what a training step needs: gradients of the trainable
     parameters and of inputs that require grad. The model's ``.grad`` fields are not touched.
     FlopCounterMode's table and warnings are silenced. Used in chapter 03.
+
+    FLOPs follow how often a weight is *used*: a layer applied twice costs twice, whether its
+    two uses share one tensor or not.
+
+    Args:
+        model: the model; put in training mode for the count and restored afterwards.
+        inputs: a tensor, or a tuple/list of tensors passed as ``model(*inputs)``.
+        loss_fn: ``loss_fn(outputs)``, or ``loss_fn(outputs, targets)`` when ``targets`` is given.
+        targets: passed to ``loss_fn`` as its second argument unless ``None``.
+
+    Returns:
+        ``(forward, backward)``: the FLOPs of the forward pass (with the loss) and of the
+        backward pass.
+
+    Raises:
+        TypeError: ``model`` is not an nn.Module, ``inputs`` not a tensor or a tuple/list of
+            tensors, or ``loss_fn`` not callable.
+        ValueError: ``model`` has no trainable parameter, or ``loss_fn`` does not return a
+            scalar that depends on the parameters.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.profiling import step_flops
+        >>> layer = nn.Linear(8, 8)
+        >>> shared = nn.Sequential(layer, nn.ReLU(), layer)  # one layer used twice
+        >>> unshared = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+        >>> x = torch.randn(4, 8)  # forward: 2 × 4 × 8 × 8 = 512 FLOPs per use
+        >>> step_flops(shared, x, torch.sum), step_flops(unshared, x, torch.sum)
+        ((1024, 1536), (1024, 1536))
     """
     _check_model(model)
     args = _as_args(inputs)
@@ -404,9 +524,35 @@ def memory_report(
         targets: passed to ``loss_fn`` as its second argument unless ``None``.
         method: how to measure activations (see :func:`activation_bytes`).
 
-    >>> report = memory_report(nn.Linear(64, 64), torch.randn(8, 64), lambda y: y.sum())
-    >>> report.weights, report.gradients, report.optimizer_state, report.activations
-    (16640, 16640, 33280, 2048)
+    Returns:
+        The bytes of each kind and the FLOPs, as a :class:`MemoryReport`.
+
+    Raises:
+        TypeError: ``model`` is not an nn.Module, ``inputs`` not a tensor or a tuple/list of
+            tensors, ``loss_fn`` not callable, or ``optimizer`` or ``method`` not a string.
+        ValueError: ``model`` has no trainable parameter, ``optimizer`` or ``method`` is
+            unknown, ``method="peak"`` for a model that is not on CUDA, or ``loss_fn`` does not
+            return a scalar that depends on the parameters.
+
+    Examples:
+        A layer used twice halves weights, gradients and optimizer state, but not the
+        activations or the FLOPs:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.profiling import memory_report
+        >>> layer = nn.Linear(8, 8)
+        >>> shared = nn.Sequential(layer, nn.ReLU(), layer)  # one layer used twice
+        >>> unshared = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+        >>> x = torch.randn(4, 8)
+        >>> a, b = memory_report(shared, x, torch.sum), memory_report(unshared, x, torch.sum)
+        >>> for kind in ("weights", "gradients", "optimizer_state", "activations", "flops"):
+        ...     print(f"{kind:<16}", getattr(a, kind), getattr(b, kind))
+        weights          288 576
+        gradients        288 576
+        optimizer_state  576 1152
+        activations      256 256
+        flops            2560 2560
     """
     _check_model(model)
     params = parameter_memory(model, optimizer)
@@ -433,12 +579,34 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
     Adds up every tensor with at least one dimension in ``optimizer.state`` (Adam's
     ``exp_avg`` and ``exp_avg_sq``); scalar bookkeeping such as Adam's ``step`` counter (a few
-    bytes per tensor) is left out. Empty until the first ``step()``.
+    bytes per tensor) is left out. Empty until the first ``step()``. Chapter 03 checks with it
+    that the state predicted by :func:`shared_lib.counting.parameter_memory` is what the
+    optimizer allocates: one state per stored tensor, however often the tensor is used.
+
+    Args:
+        optimizer: the optimizer to measure.
+
+    Returns:
+        The bytes of its per-parameter state tensors (0 before the first step).
+
+    Raises:
+        TypeError: ``optimizer`` is not a :class:`torch.optim.Optimizer`.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.profiling import optimizer_state_bytes
+        >>> layer = nn.Linear(4, 4)  # 20 parameters
+        >>> model = nn.Sequential(layer, nn.ReLU(), layer)  # used twice, stored once
+        >>> optimizer = torch.optim.Adam(model.parameters())
+        >>> model(torch.randn(2, 4)).sum().backward()
+        >>> optimizer_state_bytes(optimizer)  # Adam allocates its state at the first step
+        0
+        >>> optimizer.step()
+        >>> optimizer_state_bytes(optimizer)  # two moments of 20 floats: one layer's, not two
+        160
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
+    _check_optimizer(optimizer)
     total = 0
     for state in optimizer.state.values():
         for value in state.values():
@@ -462,10 +630,7 @@ def _timing_setup(
     _check_model(model)
     args = _as_args(inputs)
     _check_loss_fn(loss_fn)
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
+    _check_optimizer(optimizer)
     where = _model_device(model)
     device = torch.device(device) if device is not None else where
     if device.type != where.type:
@@ -504,10 +669,9 @@ def _step_parts(
 
 
 def _check_part_and_clock(part: str, clock: str, device: torch.device) -> None:
-    if part not in STEP_PARTS:
-        raise ValueError(f"part must be one of {STEP_PARTS}, got {part!r}")
-    if clock not in CLOCKS:
-        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    """``part`` and ``clock`` are known, and the process clock is used on the CPU only."""
+    check_choice(part, "part", STEP_PARTS)
+    check_choice(clock, "clock", CLOCKS)
     if clock == "process" and device.type != "cpu":
         raise ValueError(f"clock='process' measures CPU work; the model is on {device}")
 
@@ -552,6 +716,29 @@ def step_time(
         loss_fn: the loss (cross-entropy by default).
         part: ``"step"``, ``"forward_backward"`` or ``"optimizer"``.
         clock: ``"wall"`` or ``"process"``.
+
+    Returns:
+        The median time of one call of ``part``, in seconds.
+
+    Raises:
+        TypeError: ``model`` is not an nn.Module, ``inputs`` not a tensor or a tuple/list of
+            tensors, ``loss_fn`` not callable, ``optimizer`` not an optimizer, ``part`` or
+            ``clock`` not a string, or ``warmup``/``repeats`` not ints.
+        ValueError: ``model`` has no trainable parameter, ``device`` is not where the model
+            is, ``part`` or ``clock`` is unknown, ``clock="process"`` off the CPU,
+            ``warmup < 0``, ``repeats < 1``, or ``loss_fn`` does not return a scalar that
+            depends on the parameters.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.profiling import step_time
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> x, y = torch.randn(2, 4), torch.tensor([0, 2])
+        >>> seconds = step_time(model, x, y, optimizer, warmup=1, repeats=2, part="optimizer")
+        >>> seconds > 0
+        True
     """
     args, targets, device = _timing_setup(model, inputs, targets, optimizer, loss_fn, device)
     _check_part_and_clock(part, clock, device)
@@ -584,7 +771,10 @@ def compare_step_times(
     Args:
         runs: key → ``(model, optimizer)``, which uses the common ``inputs`` and ``targets``,
             or ``(model, optimizer, inputs, targets)`` with its own (e.g. another batch size).
-        inputs, targets, loss_fn: as in :func:`step_time`.
+        inputs: the runs' common inputs, as in :func:`step_time`; may be ``None`` when every
+            run brings its own.
+        targets: the runs' common targets, as in :func:`step_time`.
+        loss_fn: the loss of every run (cross-entropy by default).
         parts: which parts to time (any of ``"step"``, ``"forward_backward"``, ``"optimizer"``).
         warmup: untimed rounds first.
         repeats: timed rounds; each (run, part) gets the median of its ``repeats`` times.
@@ -592,14 +782,43 @@ def compare_step_times(
 
     Returns:
         ``{(key, part): seconds}``.
+
+    Raises:
+        TypeError: a run is not a 2- or 4-tuple, ``warmup``/``repeats`` are not ints, or a
+            run's model, optimizer, inputs, ``loss_fn``, a part or ``clock`` has the wrong type
+            (as in :func:`step_time`).
+        ValueError: ``runs`` or ``parts`` is empty, a run has no inputs, ``warmup < 0``,
+            ``repeats < 1``, or a run or part fails :func:`step_time`'s value checks.
+
+    Examples:
+        The update of a layer used twice touches its weights once; its forward and backward
+        passes use them twice. Both runs are timed in turns:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.profiling import compare_step_times
+        >>> layer = nn.Linear(4, 4)
+        >>> models = {
+        ...     "shared": nn.Sequential(layer, nn.ReLU(), layer),
+        ...     "unshared": nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4)),
+        ... }
+        >>> runs = {k: (m, torch.optim.Adam(m.parameters())) for k, m in models.items()}
+        >>> x, y = torch.randn(2, 4), torch.tensor([0, 3])
+        >>> times = compare_step_times(runs, x, y, parts=("step", "optimizer"), repeats=2)
+        >>> for key in sorted(times):
+        ...     print(key, times[key] > 0)
+        ('shared', 'optimizer') True
+        ('shared', 'step') True
+        ('unshared', 'optimizer') True
+        ('unshared', 'step') True
     """
     if not runs:
         raise ValueError("runs must name at least one (model, optimizer) pair")
     parts = tuple(parts)
     if not parts:
         raise ValueError("parts must name at least one part")
-    _check_int_arg(warmup, "warmup", 0)
-    _check_int_arg(repeats, "repeats", 1)
+    check_int(warmup, "warmup", 0)
+    check_int(repeats, "repeats", 1)
     prepared = {}
     for key, run in runs.items():
         if not isinstance(run, tuple) or len(run) not in (2, 4):
@@ -641,10 +860,3 @@ def compare_step_times(
                 if round_ >= warmup:
                     samples[key, part].append(seconds)
     return {key: statistics.median(values) for key, values in samples.items()}
-
-
-def _check_int_arg(value: object, argument: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be >= {minimum}, got {value}")

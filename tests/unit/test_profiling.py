@@ -269,6 +269,8 @@ def test_bad_arguments_raise_clear_errors():
         memory_report(model, x, sum_of_squares, optimizer="rmsprop")
     with pytest.raises(ValueError, match="method"):
         activation_bytes(model, x, sum_of_squares, method="guess")
+    with pytest.raises(TypeError, match="method"):  # a wrong type is a TypeError
+        activation_bytes(model, x, sum_of_squares, method=None)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             activation_bytes(model, x, sum_of_squares, method="peak")
@@ -281,6 +283,8 @@ def test_bad_arguments_raise_clear_errors():
         step_time(model, x, targets, optimizer, part="backward")
     with pytest.raises(ValueError, match="clock"):
         step_time(model, x, targets, optimizer, clock="sundial")
+    with pytest.raises(TypeError, match="part"):
+        step_time(model, x, targets, optimizer, part=1)
     with pytest.raises(TypeError, match="optimizer"):
         step_time(model, x, targets, "adam")
     with pytest.raises(ValueError, match="repeats"):
@@ -338,6 +342,8 @@ def test_compare_step_times_measures_every_model_and_part_in_turns():
         compare_step_times(runs, x, targets, parts=("update",))
     with pytest.raises(ValueError, match="repeats"):
         compare_step_times(runs, x, targets, repeats=0)
+    with pytest.raises(TypeError, match="warmup"):
+        compare_step_times(runs, x, targets, warmup=True)
 
 
 def test_reports_format_as_tables():
