@@ -27,8 +27,10 @@ from torch import nn
 
 __all__ = [
     "check_bool",
+    "check_callable",
     "check_choice",
     "check_float",
+    "check_instance",
     "check_int",
     "check_module",
     "describe",
@@ -146,3 +148,27 @@ def require_extra(module: str, purpose: str) -> ModuleType:
             f"{purpose} needs {module.split('.')[0]}, one of the book's optional dependencies: "
             f"pip install 'shared_lib[book]'"
         ) from error
+
+
+def check_instance(value: object, argument: str, expected: type | tuple[type, ...]) -> object:
+    """``value`` if it is an instance of ``expected`` (a type or a tuple of types).
+
+    Raises:
+        TypeError: ``value`` is not an instance of ``expected``.
+    """
+    if not isinstance(value, expected):
+        types = expected if isinstance(expected, tuple) else (expected,)
+        names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in types)
+        raise TypeError(f"{argument} must be a {names}, got {describe(value)}")
+    return value
+
+
+def check_callable(value: object, argument: str) -> object:
+    """``value`` if it can be called.
+
+    Raises:
+        TypeError: ``value`` is not callable.
+    """
+    if not callable(value):
+        raise TypeError(f"{argument} must be callable, got {describe(value)}")
+    return value

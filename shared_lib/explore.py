@@ -7,7 +7,9 @@ The pattern every chapter follows::
     explorer.static()   # on the website: every combination pre-rendered, switched by plain JS
 
 ``render(**values)`` returns a matplotlib figure. The twin embeds one PNG per combination and a
-few lines of inline JavaScript, so it works offline, with no kernel and no CDN.
+few lines of inline JavaScript, so it works offline, with no kernel and no CDN. matplotlib and
+ipywidgets (the optional extra ``shared_lib[book]``) are imported when a frame is rendered or
+the live UI is built, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -67,7 +69,26 @@ def _figure_to_data_uri(figure: Figure, dpi: int) -> str:
 
 
 class StaticTwin:
-    """Pre-rendered frames of an :class:`Explorer`, switched by its controls without a kernel."""
+    """Pre-rendered frames of an :class:`Explorer`, switched by its controls without a kernel.
+
+    Made by :meth:`Explorer.static`; Jupyter and myst-nb display it through its
+    ``_repr_html_``: a dropdown or slider per control, one ``<img>``, the frames as JSON and a
+    few lines of inline JavaScript that swap the image.
+
+    Args:
+        uid: HTML id of the twin, stable across builds so that re-executed pages are identical.
+        controls: control name → its values, in the order of the keys of ``frames``.
+        frames: ``"value|value|..."`` → ``{"src": data URI of the PNG, "alt": alt text}``.
+        title: shown above the controls.
+
+    Examples:
+        >>> from shared_lib.explore import StaticTwin
+        >>> frames = {"1": {"src": "data:,", "alt": "one"}, "2": {"src": "data:,", "alt": "two"}}
+        >>> twin = StaticTwin("sl-twin-demo", {"n": [1, 2]}, frames, "Demo")
+        >>> page = twin._repr_html_()
+        >>> 'type="range"' in page, "http" in page  # a slider for numbers; nothing to fetch
+        (True, False)
+    """
 
     def __init__(self, uid: str, controls: Mapping[str, Sequence], frames: dict, title: str):
         self.uid = uid
@@ -116,7 +137,28 @@ class Explorer:
         controls: control name → the values it can take (strings give a dropdown, numbers a
             slider). Keep the product small: the twin pre-renders every combination.
         title: shown above the twin.
-        describe: ``describe(**values) -> str``, the alt text of each frame.
+        describe: ``describe(**values) -> str``, the alt text of each frame; default the
+            title and the values.
+
+    Raises:
+        TypeError: ``render`` is not callable, or a control's values are a string or not a
+            sequence.
+        ValueError: ``controls`` is empty, or a control has no values.
+
+    Examples:
+        A two-frame explorer and its static twin (the figures are closed once rendered):
+
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from shared_lib.explore import Explorer
+        >>> def render(n):
+        ...     figure, ax = plt.subplots(figsize=(1, 1))
+        ...     ax.plot(range(n))
+        ...     return figure
+        >>> twin = Explorer(render, {"n": [2, 3]}, title="lines").static(dpi=20)
+        >>> len(twin.frames), twin.frames["3"]["alt"]
+        (2, 'lines: n = 3')
     """
 
     def __init__(
@@ -131,7 +173,12 @@ class Explorer:
         if not controls:
             raise ValueError("controls must name at least one control")
         for name, values in controls.items():
-            if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            if isinstance(values, str) or not isinstance(values, Sequence):
+                raise TypeError(
+                    f"controls[{name!r}] must be a non-empty list of values, got "
+                    f"{type(values).__name__} {values!r}"
+                )
+            if not values:
                 raise ValueError(f"controls[{name!r}] must be a non-empty list of values")
         self.render = render
         self.controls = {name: list(values) for name, values in controls.items()}
@@ -141,7 +188,11 @@ class Explorer:
         )
 
     def combinations(self) -> list[dict]:
-        """Every setting of the controls, in order."""
+        """Every setting of the controls, in order (the last control varies fastest).
+
+        Returns:
+            One ``{control name: value}`` dict per combination.
+        """
         names = list(self.controls)
         return [
             dict(zip(names, combo, strict=True))
@@ -149,7 +200,14 @@ class Explorer:
         ]
 
     def static(self, dpi: int = 72) -> StaticTwin:
-        """Render every combination once and return the kernel-free twin (displays as HTML)."""
+        """Render every combination once and return the kernel-free twin (displays as HTML).
+
+        Args:
+            dpi: resolution of the embedded PNGs (the page grows with its square).
+
+        Returns:
+            A :class:`StaticTwin` holding one frame per combination.
+        """
         frames = {}
         for values in self.combinations():
             key = "|".join(str(v) for v in values.values())
@@ -163,7 +221,17 @@ class Explorer:
         return StaticTwin(f"sl-twin-{digest[:10]}", self.controls, frames, self.title)
 
     def live(self):
-        """The live ipywidgets UI (needs a running kernel: Jupyter, JupyterLab or Colab)."""
+        """The live ipywidgets UI (needs a running kernel: Jupyter, JupyterLab or Colab).
+
+        Numeric controls become selection sliders, others dropdowns; every change re-runs
+        ``render`` and shows its figure.
+
+        Returns:
+            An ``ipywidgets.VBox`` of the controls and the output area.
+
+        Raises:
+            ImportError: ipywidgets, IPython or matplotlib is not installed.
+        """
         widgets = require_extra("ipywidgets", "The live explorer")
         display = require_extra("IPython.display", "The live explorer").display
         plt = require_extra("matplotlib.pyplot", "The live explorer")

@@ -1,4 +1,8 @@
-"""One visual style for the book, and the sharing map: which use reads which tensor."""
+"""One visual style for the book, and the sharing map: which use reads which tensor.
+
+matplotlib is the optional extra ``shared_lib[book]``: it is imported when a figure is drawn,
+never when this module is imported.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,27 @@ _STYLE = {
 
 @contextmanager
 def book_style() -> Iterator[None]:
-    """Context manager applying the book's matplotlib style (no global change at import)."""
+    """Context manager applying the book's matplotlib style (no global change at import).
+
+    Inside the block, figures get the book's size, a white card (legible in the site's dark
+    mode), no top or right spines, a light grid and the colour cycle :data:`PALETTE`; the
+    previous settings come back on exit.
+
+    Yields:
+        Nothing: the style holds for the duration of the ``with`` block.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+
+    Examples:
+        >>> import matplotlib
+        >>> from shared_lib.plotting import PALETTE, book_style
+        >>> with book_style():
+        ...     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        ...     spines = matplotlib.rcParams["axes.spines.top"]
+        >>> colours == PALETTE, spines, matplotlib.rcParams["axes.spines.top"]
+        (True, False, True)
+    """
     mpl = _matplotlib()
     with mpl.rc_context({**_STYLE, "axes.prop_cycle": mpl.cycler(color=PALETTE)}):
         yield
@@ -72,10 +96,44 @@ def plot_sharing_map(
     column_of: Callable[[str], str] | None = None,
 ) -> Axes:
     """Draw a sharing map: one row per use, one column per unique tensor owner, a filled cell
-    where the use reads that tensor. A column filled in several rows is a shared tensor.
+    where the use reads that tensor. A column filled in several rows is a shared tensor
+    (chapter 01).
 
     Columns group tensors by the module that owns them under their canonical (first) name (or
     by its first ``column_depth`` name components, or by ``column_of(name)``), one colour each.
+
+    Args:
+        uses: the uses to draw, in order, e.g. from :func:`shared_lib.uses.trace_uses`.
+        ax: axes to draw on; default a new figure sized to the map.
+        title: title of the axes.
+        max_rows: most rows shown; a longer list shows its first and last ``max_rows // 2``
+            uses with a "⋮" row between them.
+        column_depth: group tensors by the first ``column_depth`` components of their owner's
+            name (``None``: the whole owner name).
+        column_of: ``column_of(name) -> str``, the column of a tensor name; overrides
+            ``column_depth``.
+
+    Returns:
+        The :class:`matplotlib.axes.Axes` drawn on.
+
+    Raises:
+        ValueError: ``uses`` is empty.
+        ImportError: matplotlib is not installed.
+
+    Examples:
+        A head tied to the embedding reads the embedding's tensor: three uses, two columns.
+
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from shared_lib.plotting import plot_sharing_map
+        >>> from shared_lib.uses import Use
+        >>> uses = [Use("embed", ("embed.weight",), 40), Use("block", ("block.weight",), 16),
+        ...         Use("head", ("embed.weight",), 40)]
+        >>> ax = plot_sharing_map(uses, title="tied embeddings")
+        >>> [label.get_text() for label in ax.get_xticklabels()]
+        ['embed', 'block']
+        >>> plt.close(ax.figure)
     """
     if not uses:
         raise ValueError("uses is empty: nothing to draw")
@@ -128,7 +186,34 @@ def plot_sharing_map(
 def plot_assignment(
     assignment: Sequence[int], ax: Axes | None = None, title: str | None = None
 ) -> Axes:
-    """Draw a layer → parameter-set map (Takase & Kiyono's strategies): layers down, sets across."""
+    """Draw a layer → parameter-set map (Takase & Kiyono's strategies): layers down, sets across.
+
+    A sharing map (:func:`plot_sharing_map`) whose uses are the layers and whose columns are
+    the parameter sets ``A``, ``B``, ... (chapter 06).
+
+    Args:
+        assignment: 0-based parameter-set index of each layer, e.g. from
+            :func:`shared_lib.sharing.layer_assignment`.
+        ax: axes to draw on; default a new figure.
+        title: title of the axes.
+
+    Returns:
+        The :class:`matplotlib.axes.Axes` drawn on, every layer shown.
+
+    Raises:
+        ValueError: ``assignment`` is empty.
+        ImportError: matplotlib is not installed.
+
+    Examples:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from shared_lib.plotting import plot_assignment
+        >>> ax = plot_assignment([0, 1, 2, 0, 1, 2], title="cycle")
+        >>> ax.get_xlabel(), len(ax.get_yticklabels())
+        ('parameter sets (3 unique)', 6)
+        >>> plt.close(ax.figure)
+    """
     if not assignment:
         raise ValueError("assignment is empty")
     n_sets = max(assignment) + 1

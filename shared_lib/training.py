@@ -21,7 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared_lib._validation import check_bool, check_choice, check_int, describe
+from shared_lib._validation import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_instance,
+    check_int,
+    describe,
+)
 
 #: Whatever one training step consumes: a tensor, a tuple of tensors, indices, a step number.
 Batch = TypeVar("Batch")
@@ -176,8 +183,7 @@ def benchmark(
         >>> 0 < seconds < 1
         True
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {describe(fn)}")
+    check_callable(fn, "fn")
     check_int(warmup, "warmup", 0)
     check_int(repeats, "repeats", 1)
     check_choice(clock, "clock", ("wall", "process"))
@@ -278,10 +284,8 @@ def train_steps(
         >>> len(losses), losses[-1] < 1e-3 < losses[0]
         (50, True)
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {describe(optimizer)}")
-    if not callable(batch_loss):
-        raise TypeError(f"batch_loss must be callable (batch -> loss), got {describe(batch_loss)}")
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer)
+    check_callable(batch_loss, "batch_loss")
     check_bool(progress, "progress")
     bar = None
     if progress:
@@ -333,8 +337,7 @@ def random_batches(
     check_int(n, "n", 1)
     check_int(batch_size, "batch_size", 1)
     check_int(steps, "steps", 0)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {describe(generator)}")
+    check_instance(generator, "generator", torch.Generator)
     for _ in range(steps):
         yield torch.randint(n, (batch_size,), generator=generator)
 

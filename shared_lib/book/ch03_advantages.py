@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_int
 from shared_lib.data import Split
 from shared_lib.data.splits import balanced_subset
 from shared_lib.training import train_steps
@@ -180,11 +180,11 @@ def learning_curves(
     if list(sizes) != sorted(set(sizes)):
         raise ValueError(f"sizes must be increasing and distinct, got {sizes}")
     for size in sizes:
-        _check_int(size, "sizes[...]", 1)
+        check_int(size, "sizes[...]", 1)
         if size > len(data.y_train):
             raise ValueError(f"sizes: {size} exceeds the training pool ({len(data.y_train)})")
-    _check_int(steps, "steps", 1)
-    _check_int(batch_size, "batch_size", 1)
+    check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
 

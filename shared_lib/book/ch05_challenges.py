@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_int
 from shared_lib.book.ch04_applications import multitask_accuracy
 from shared_lib.counting import count_parameters
 from shared_lib.data.conflict import TASKS, TaskPair, related_tasks
@@ -42,7 +42,7 @@ def trunk_gradient_cosine(
     so the cosine reflects the tasks, not two different samples: +1 when they pull the trunk
     the same way, negative when one task's step undoes the other's.
     """
-    _check_int(n_probe, "n_probe", 1)
+    check_int(n_probe, "n_probe", 1)
     x = data.x_test[:n_probe]
     losses = [F.cross_entropy(model(x, task), data.y_test[task][:n_probe]) for task in TASKS]
     return task_gradient_cosine(losses, shared.parameters())
@@ -65,9 +65,9 @@ def train_task_pair(
     the two tasks' gradients on its parameters is recorded (:func:`trunk_gradient_cosine`).
     For a model made of two separate networks the summed loss trains each exactly as alone.
     """
-    _check_int(steps, "steps", 1)
-    _check_int(batch_size, "batch_size", 1)
-    _check_int(measure_every, "measure_every", 1)
+    check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
+    check_int(measure_every, "measure_every", 1)
     if shared is not None and not isinstance(shared, nn.Module):
         raise TypeError(f"shared must be an nn.Module or None, got {type(shared).__name__}")
     generator = torch.Generator().manual_seed(seed)
@@ -112,10 +112,10 @@ def train_offset_copier(
     """
     if not isinstance(config, TransformerConfig):
         raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
-    _check_int(steps, "steps", 1)
-    _check_int(batch_size, "batch_size", 1)
-    _check_int(seed, "seed", 0)
-    _check_int(n_test, "n_test", 1)
+    check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
+    check_int(seed, "seed", 0)
+    check_int(n_test, "n_test", 1)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     length, vocab = config.max_position, config.vocab_size
@@ -161,7 +161,7 @@ def shared_and_separate(
     (the trunk gradient cosine averaged over training) and ``"params"`` (unique parameters of
     the shared model and of the two separate networks).
     """
-    _check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0)
     data = related_tasks(n_train, relatedness, seed=seed)
     seed_everything(seed)
     trunk = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU())

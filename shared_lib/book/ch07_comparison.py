@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import prune
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_float, check_int
 from shared_lib.data import Split
 from shared_lib.data.splits import Batches
 from shared_lib.layers.compressed import CodebookLinear, LowRankLinear, SoftWeightSharing
@@ -272,14 +272,6 @@ def plot_pareto(
 FLOAT_BYTES = 4  # float32
 
 
-def _check_fraction(value: float, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number, got {type(value).__name__}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{argument} must be in [0, 1), got {value}")
-    return float(value)
-
-
 def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
     """Replace every ``nn.Linear`` inside ``model`` (in place) by ``make(linear)``."""
     if not isinstance(model, nn.Module):
@@ -325,7 +317,7 @@ def magnitude_prune(model: nn.Module, sparsity: float) -> nn.Module:
     ``torch.nn.utils.prune.remove(module, "weight")`` or :func:`finish_pruning` to make it
     permanent. Biases are kept dense.
     """
-    sparsity = _check_fraction(sparsity, "sparsity")
+    sparsity = check_float(sparsity, "sparsity", 0.0, 1.0, high_inclusive=False)
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     if not layers:
         raise ValueError("model holds no nn.Linear or nn.Conv2d layer to prune")

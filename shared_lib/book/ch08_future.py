@@ -19,8 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from shared_lib._validation import check_int
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_instance, check_int
 from shared_lib.data import Split
 from shared_lib.layers.hyper import HyperMLP
 from shared_lib.layers.recursion import MixtureOfRecursions
@@ -51,8 +50,8 @@ def train_supernet(
 ) -> SupernetMLP:
     """Single-path training: every step samples one architecture and a mini-batch and updates
     only the weight slices that architecture uses."""
-    _check_int(steps, "steps", 1)
-    _check_int(batch_size, "batch_size", 1)
+    check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
     generator = torch.Generator().manual_seed(seed)
 
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
@@ -75,8 +74,8 @@ def train_standalone(
     seed: int = 0,
 ) -> nn.Module:
     """Train one network from scratch with the same mini-batch recipe as :func:`train_supernet`."""
-    _check_int(steps, "steps", 1)
-    _check_int(batch_size, "batch_size", 1)
+    check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
     generator = torch.Generator().manual_seed(seed)
 
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
@@ -110,12 +109,6 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return (concordant - discordant) / denominator
 
 
-def _check_split(data: object) -> Split:
-    if not isinstance(data, Split):
-        raise TypeError(f"data must be a shared_lib.data.Split, got {type(data).__name__}")
-    return data
-
-
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
@@ -137,7 +130,7 @@ def train_moe(
     with ``seed``), cross-entropy plus ``aux_weight`` times the layer's load-balancing loss.
     Chapter 08 compares top-2 routing with one shared expert plus top-1 routing.
     """
-    data = _check_split(data)
+    check_instance(data, "data", Split)
     check_int(steps, "steps", 1)
     check_int(batch_size, "batch_size", 1)
     if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
@@ -167,7 +160,7 @@ def train_hyper_mlp(
     """Train a :class:`~shared_lib.layers.hyper.HyperMLP` (``embedding_dim=None``: unshared
     hidden layers) on ``data`` with the mini-batch recipe of :func:`train_standalone`; return its
     test accuracy and the trained network (chapter 08's hypernetwork experiment)."""
-    data = _check_split(data)
+    check_instance(data, "data", Split)
     seed_everything(seed)
     net = HyperMLP(embedding_dim, data.x_train.shape[1], out_features=int(data.y_train.max()) + 1)
     train_standalone(net, data.x_train, data.y_train, steps, lr, batch_size, seed)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_float, check_int
 
 __all__ = [
     "TASKS",
@@ -28,24 +28,43 @@ __all__ = [
 TASKS = ("a", "b")
 
 
-def _check_relatedness(relatedness: object) -> float:
-    if isinstance(relatedness, bool) or not isinstance(relatedness, (int, float)):
-        raise TypeError(f"relatedness must be a float, got {type(relatedness).__name__}")
-    if not 0.0 <= relatedness <= 1.0:
-        raise ValueError(f"relatedness must be in [0, 1], got {relatedness}")
-    return float(relatedness)
-
-
 def related_teachers(
     relatedness: float, width: int = 16, hidden: int = 8, n_classes: int = 4, seed: int = 0
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The two teachers ``{"a": (W, R), "b": (W, R)}``, ``W`` (hidden, width), ``R`` (n_classes,
-    hidden), whose flattened parameter vectors have cosine ``relatedness`` and equal norms."""
-    r = _check_relatedness(relatedness)
-    _check_int(width, "width", 1)
-    _check_int(hidden, "hidden", 1)
-    _check_int(n_classes, "n_classes", 2)
-    _check_int(seed, "seed", 0)
+    hidden), whose flattened parameter vectors have cosine ``relatedness`` and equal norms.
+
+    Args:
+        relatedness: the cosine of the two teachers' parameter vectors, in [0, 1].
+        width: input features, at least 1.
+        hidden: hidden units of each teacher, at least 1.
+        n_classes: logits of each teacher, at least 2.
+        seed: fixes both teachers, at least 0.
+
+    Returns:
+        ``{"a": (W, R), "b": (W, R)}``: float32 ``W`` of shape ``(hidden, width)`` and ``R`` of
+        shape ``(n_classes, hidden)``; a teacher's logits are ``R tanh(W x)``.
+
+    Raises:
+        TypeError: ``relatedness`` is not a real number, or a size or ``seed`` is not an int.
+        ValueError: ``relatedness`` is outside [0, 1], or a size or ``seed`` is below its
+            minimum.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.data.conflict import related_teachers
+        >>> teachers = related_teachers(0.5, width=4, hidden=3, n_classes=2, seed=0)
+        >>> tuple(teachers["a"][0].shape), tuple(teachers["a"][1].shape)
+        ((3, 4), (2, 3))
+        >>> a, b = (torch.cat([p.flatten() for p in teachers[t]]) for t in ("a", "b"))
+        >>> round(float(a @ b / (a.norm() * b.norm())), 4), round(float(a.norm() / b.norm()), 4)
+        (0.5, 1.0)
+    """
+    r = check_float(relatedness, "relatedness", 0.0, 1.0)
+    check_int(width, "width", 1)
+    check_int(hidden, "hidden", 1)
+    check_int(n_classes, "n_classes", 2)
+    check_int(seed, "seed", 0)
     generator = torch.Generator().manual_seed(seed)
     sizes = (hidden * width, n_classes * hidden)
 
@@ -74,6 +93,14 @@ class TaskPair:
         x_test: test inputs (n_test, width).
         y_test: ``{"a": labels, "b": labels}`` of ``x_test``.
         relatedness: the cosine of the two teachers' parameters.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.data.conflict import TaskPair
+        >>> x, y = torch.zeros(4, 16), torch.tensor([0, 1, 2, 3])
+        >>> pair = TaskPair({"a": (x, y), "b": (x, y)}, x, {"a": y, "b": y}, 1.0)
+        >>> sorted(pair.train), pair.relatedness
+        (['a', 'b'], 1.0)
     """
 
     train: dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -96,16 +123,43 @@ def related_tasks(
     """Two classification tasks of ``n_train`` examples each, teachers ``relatedness`` apart.
 
     ``seed`` fixes the teachers, ``data_seed`` (default ``seed + 1``) the inputs. A label is
-    the argmax of the task's teacher logits.
+    the argmax of the task's teacher logits. A trunk shared by the two tasks helps when they
+    are related and makes them compete for its capacity when they are not (chapter 05).
 
-    >>> pair = related_tasks(100, 1.0)
-    >>> bool((pair.y_test["a"] == pair.y_test["b"]).all())
-    True
+    Args:
+        n_train: training examples per task (each task has its own inputs), at least 1.
+        relatedness: the cosine of the two teachers' parameters, in [0, 1].
+        n_test: inputs of the shared test set, at least 1.
+        width: input features, at least 1.
+        hidden: hidden units of each teacher, at least 1.
+        n_classes: classes of each task, at least 2.
+        seed: fixes the teachers, at least 0.
+        data_seed: fixes the inputs (default ``seed + 1``), at least 0.
+
+    Returns:
+        A :class:`TaskPair` of float32 inputs ``(n, width)`` and int64 labels.
+
+    Raises:
+        TypeError: ``relatedness`` is not a real number, or a size or seed is not an int.
+        ValueError: ``relatedness`` is outside [0, 1], or a size or seed is below its minimum.
+
+    Examples:
+        Relatedness 1 gives the same task twice; 0 two unrelated tasks, whose labels agree on
+        few test inputs (4 classes):
+
+        >>> from shared_lib.data.conflict import related_tasks
+        >>> pair = related_tasks(100, 1.0)
+        >>> bool((pair.y_test["a"] == pair.y_test["b"]).all())
+        True
+        >>> unrelated = related_tasks(100, 0.0, n_test=500)
+        >>> agree = (unrelated.y_test["a"] == unrelated.y_test["b"]).float().mean()
+        >>> tuple(unrelated.x_test.shape), round(float(agree), 3)
+        ((500, 16), 0.174)
     """
-    _check_int(n_train, "n_train", 1)
-    _check_int(n_test, "n_test", 1)
+    check_int(n_train, "n_train", 1)
+    check_int(n_test, "n_test", 1)
     teachers = related_teachers(relatedness, width, hidden, n_classes, seed)
-    data_seed = seed + 1 if data_seed is None else _check_int(data_seed, "data_seed", 0)
+    data_seed = seed + 1 if data_seed is None else check_int(data_seed, "data_seed", 0)
     generator = torch.Generator().manual_seed(data_seed)
 
     def label(task: str, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from shared_lib._validation import check_int
-from shared_lib.data import digits
+from shared_lib.data.splits import digits
 
 __all__ = [
     "TASKS",
@@ -42,7 +42,21 @@ def _all_digits(flat: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass(frozen=True)
 class HeldOutDigits:
-    """Digits split by class: ``seen`` classes to train on, ``new`` classes to test on."""
+    """Digits split by class: ``seen`` classes to train on, ``new`` classes to test on.
+
+    Attributes:
+        x_seen: images of the classes a model may train on.
+        y_seen: their int64 labels.
+        x_new: images of the held-out classes, never seen in training.
+        y_new: their int64 labels.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.data.pairs import HeldOutDigits
+        >>> x = torch.zeros(5, 64)
+        >>> HeldOutDigits(x[:3], torch.tensor([0, 1, 1]), x[3:], torch.tensor([9, 9]))
+        HeldOutDigits(seen=[0, 1]: 3 images, new=[9]: 2 images)
+    """
 
     x_seen: torch.Tensor
     y_seen: torch.Tensor
@@ -61,10 +75,32 @@ class HeldOutDigits:
 def held_out_digits(held_out: Sequence[int] = (7, 8, 9), flat: bool = False) -> HeldOutDigits:
     """All 1,797 digits, split into the classes in ``held_out`` and the others.
 
-    Images are (n, 1, 8, 8) in [0, 1], or (n, 64) with ``flat=True``.
+    Images are (n, 1, 8, 8) in [0, 1], or (n, 64) with ``flat=True``. A verification model
+    trained on pairs of the seen classes is tested on pairs of classes it never saw (one-shot
+    learning, chapter 04).
+
+    Args:
+        held_out: the digit classes to hold out, 2 to 8 distinct digits 0–9.
+        flat: return each image as a 64-vector instead of a 1-channel image.
+
+    Returns:
+        A :class:`HeldOutDigits` with all 1,797 images, in a fixed order.
+
+    Raises:
+        TypeError: a class in ``held_out`` is not an int.
+        ValueError: ``held_out`` is empty, holds a class outside 0–9, or leaves fewer than two
+            classes on either side.
+        ImportError: scikit-learn is not installed.
+
+    Examples:
+        >>> from shared_lib.data.pairs import held_out_digits
+        >>> held_out_digits((7, 8, 9))
+        HeldOutDigits(seen=[0, 1, 2, 3, 4, 5, 6]: 1264 images, new=[7, 8, 9]: 533 images)
     """
     held = sorted(set(held_out))
-    if not held or any(not isinstance(c, int) or not 0 <= c <= 9 for c in held):
+    for digit in held:
+        check_int(digit, "held_out")
+    if not held or any(not 0 <= c <= 9 for c in held):
         raise ValueError(f"held_out must be digits 0-9, got {held_out!r}")
     if len(held) < 2 or len(held) > 8:
         raise ValueError(f"held_out must leave >= 2 classes on each side, got {held_out!r}")
@@ -75,7 +111,19 @@ def held_out_digits(held_out: Sequence[int] = (7, 8, 9), flat: bool = False) -> 
 
 @dataclass(frozen=True)
 class PairSet:
-    """Pairs of inputs ``(a[i], b[i])`` and whether they show the same class (1.0) or not."""
+    """Pairs of inputs ``(a[i], b[i])`` and whether they show the same class (1.0) or not.
+
+    Attributes:
+        a: first members of the pairs, one per row.
+        b: second members, shaped like ``a``.
+        same: float32 ``(n,)``, 1.0 where ``a[i]`` and ``b[i]`` share a class, else 0.0.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.data.pairs import PairSet
+        >>> len(PairSet(torch.zeros(3, 64), torch.ones(3, 64), torch.tensor([1.0, 0.0, 1.0])))
+        3
+    """
 
     a: torch.Tensor
     b: torch.Tensor
@@ -87,7 +135,32 @@ class PairSet:
 
 def sample_pairs(x: torch.Tensor, y: torch.Tensor, n: int, generator: torch.Generator) -> PairSet:
     """``n`` pairs, alternately same-class and different-class; the two members of a same-class
-    pair are always different images."""
+    pair are always different images.
+
+    Args:
+        x: inputs, one per row.
+        y: 1-D class labels of ``x``.
+        n: number of pairs, at least 1 (pairs ``0, 2, 4, ...`` are same-class).
+        generator: draws the first members and their partners.
+
+    Returns:
+        A :class:`PairSet` of ``n`` pairs.
+
+    Raises:
+        TypeError: ``n`` is not an int.
+        ValueError: ``n`` is below 1, ``x`` and ``y`` differ in length, or ``y`` has fewer than
+            two classes or a class with a single example.
+
+    Examples:
+        Inputs that are their own index, to read off which images were paired:
+
+        >>> import torch
+        >>> from shared_lib.data.pairs import sample_pairs
+        >>> x, y = torch.arange(4.0)[:, None], torch.tensor([0, 0, 1, 1])
+        >>> pairs = sample_pairs(x, y, 4, torch.Generator().manual_seed(0))
+        >>> pairs.a.flatten().tolist(), pairs.b.flatten().tolist(), pairs.same.tolist()
+        ([0.0, 3.0, 1.0, 0.0], [1.0, 1.0, 0.0, 3.0], [1.0, 0.0, 1.0, 0.0])
+    """
     check_int(n, "n", 1)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
@@ -117,7 +190,21 @@ TASKS = {
 
 @dataclass(frozen=True)
 class MultiTaskDigits:
-    """Per-task training sets (inputs, labels) and one test set labelled for every task."""
+    """Per-task training sets (inputs, labels) and one test set labelled for every task.
+
+    Attributes:
+        train: task name → ``(inputs, labels)``, the task's labelled training examples.
+        x_test: the shared test inputs.
+        y_test: task name → labels of ``x_test`` for that task.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.data.pairs import MultiTaskDigits
+        >>> data = MultiTaskDigits({"parity": (torch.zeros(4, 64), torch.tensor([0, 1, 0, 1]))},
+        ...                        torch.zeros(2, 64), {"parity": torch.tensor([1, 0])})
+        >>> data, data.num_classes
+        (MultiTaskDigits(train {parity: 4}, test 2), {'parity': 2})
+    """
 
     train: dict[str, tuple[torch.Tensor, torch.Tensor]]
     x_test: torch.Tensor
@@ -140,8 +227,33 @@ def multitask_digits(
 
     Every task draws its examples from the front of one shuffled training pool, so a task with
     fewer labels sees a subset of the images of a task with more. The test set is shared.
+    Related tasks share a trunk, and a task with few labels borrows from one with many
+    (chapter 04).
 
-    >>> data = multitask_digits({"digit": 50, "parity": 1000})
+    Args:
+        labelled: task name (a key of :data:`TASKS`) → number of labelled training examples.
+        test_fraction: share of the digits in the shared test set.
+        seed: fixes the train/test split and the order in which training images are labelled.
+        flat: return each image as a 64-vector (default) instead of a 1-channel image.
+
+    Returns:
+        A :class:`MultiTaskDigits` with one training set per task in ``labelled``.
+
+    Raises:
+        TypeError: a count in ``labelled`` is not an int.
+        ValueError: ``labelled`` is empty, names an unknown task, or asks for fewer than 1 or
+            more examples than the training pool holds.
+
+    Examples:
+        The 50 digit labels fall on the first 50 of the 1,000 images labelled for parity:
+
+        >>> import torch
+        >>> from shared_lib.data.pairs import multitask_digits
+        >>> data = multitask_digits({"digit": 50, "parity": 1000})
+        >>> data, data.num_classes
+        (MultiTaskDigits(train {digit: 50, parity: 1000}, test 540), {'digit': 10, 'parity': 2})
+        >>> torch.equal(data.train["digit"][0], data.train["parity"][0][:50])
+        True
     """
     if not labelled:
         raise ValueError("labelled must name at least one task")

@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from shared_lib._validation import check_int
-from shared_lib.data import Split
+from shared_lib._validation import check_float, check_int
+from shared_lib.data.splits import Split
 
 __all__ = [
     "chirp",
@@ -27,6 +27,26 @@ def chirp(length: int = 16, rising: bool = True) -> torch.Tensor:
     """A Hann-windowed chirp of ``length`` samples sweeping 1 → 5 cycles per event (or back).
 
     Normalised to unit energy, so the rising keyword and the falling distractor are equally loud.
+
+    Args:
+        length: samples in the chirp, at least 1.
+        rising: sweep up (the keyword) or down (the distractor).
+
+    Returns:
+        A float32 tensor of shape ``(length,)`` with unit Euclidean norm.
+
+    Raises:
+        TypeError: ``length`` is not an int.
+        ValueError: ``length`` is below 1.
+
+    Examples:
+        The distractor is the keyword played backwards and inverted, with the same energy:
+
+        >>> import torch
+        >>> from shared_lib.data.signals import chirp
+        >>> up, down = chirp(16), chirp(16, rising=False)
+        >>> tuple(up.shape), round(float(up.norm()), 4), bool(torch.allclose(up, -down.flip(0)))
+        ((16,), 1.0, True)
     """
     check_int(length, "length", 1)
     t = torch.linspace(0.0, 1.0, length, dtype=torch.float64)
@@ -47,6 +67,9 @@ def keyword_signals(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` signals of shape (n, 1, length) and labels (1 = keyword, 0 = distractor).
 
+    The burst's shape, not its energy or place, tells the classes apart: a model that shares
+    one filter across time can find it wherever it is (chapter 04).
+
     Args:
         n: number of signals (half of each class, the order shuffled).
         length: samples per signal.
@@ -56,6 +79,29 @@ def keyword_signals(
         noise: standard deviation of the Gaussian background.
         amplitude: the burst's scale (its energy is ``amplitude**2``).
         seed: the draw is a deterministic function of the arguments.
+
+    Returns:
+        ``(signals, labels)``: float32 signals of shape ``(n, 1, length)`` and int64 labels of
+        shape ``(n,)``, ``n // 2`` of them ones.
+
+    Raises:
+        TypeError: ``n``, ``length`` or ``event_length`` is not an int, or ``noise`` or
+            ``amplitude`` is not a real number.
+        ValueError: a size is below 1, ``event_length`` exceeds ``length``, ``positions`` is
+            not a range of starts that fit, ``noise`` is negative or ``amplitude`` not positive.
+
+    Examples:
+        Without noise, every burst has energy ``amplitude**2`` whatever its label, and no
+        sample outside the allowed starts (10 to 12, plus the 8 samples of the burst) moves:
+
+        >>> from shared_lib.data.signals import keyword_signals
+        >>> x, y = keyword_signals(4, 32, event_length=8, positions=(10, 12), noise=0.0, seed=0)
+        >>> tuple(x.shape), y.tolist()
+        ((4, 1, 32), [0, 1, 1, 0])
+        >>> x.square().sum(-1).flatten().round().tolist()
+        [9.0, 9.0, 9.0, 9.0]
+        >>> float(x[..., :10].abs().sum() + x[..., 20:].abs().sum())
+        0.0
     """
     check_int(n, "n", 1)
     check_int(length, "length", 1)
@@ -68,8 +114,8 @@ def keyword_signals(
         raise ValueError(
             f"positions must satisfy 0 <= first <= last <= {last_start}, got {positions}"
         )
-    if noise < 0 or amplitude <= 0:
-        raise ValueError(f"need noise >= 0 and amplitude > 0, got {noise} and {amplitude}")
+    check_float(noise, "noise", low=0.0)
+    check_float(amplitude, "amplitude", low=0.0, low_inclusive=False)
     generator = torch.Generator().manual_seed(seed)
     labels = (torch.arange(n) % 2)[torch.randperm(n, generator=generator)]
     signals = noise * torch.randn(n, 1, length, generator=generator)
@@ -91,7 +137,28 @@ def keyword_split(
 ) -> Split:
     """Training and test signals whose bursts start in the given (possibly disjoint) ranges.
 
-    ``kwargs`` go to :func:`keyword_signals`; the two halves use different seeds.
+    With disjoint ranges, the test asks whether a model finds the keyword at positions it never
+    saw in training (chapter 04).
+
+    Args:
+        n_train: number of training signals.
+        n_test: number of test signals.
+        train_positions: ``(first, last)`` range of the training bursts' start, or ``None`` for
+            anywhere.
+        test_positions: the same for the test bursts.
+        seed: the training half uses seed ``2 * seed``, the test half ``2 * seed + 1``.
+        **kwargs: further arguments of :func:`keyword_signals` (``length``, ``noise``, ...).
+
+    Returns:
+        A :class:`~shared_lib.data.splits.Split` of signals ``(n, 1, length)`` and labels.
+
+    Examples:
+        >>> from shared_lib.data.signals import keyword_split
+        >>> split = keyword_split(20, 10, (0, 20), (90, 112), seed=0, noise=0.0)
+        >>> split
+        Split(train=(20, 1, 128), test=(10, 1, 128), classes=2)
+        >>> float(split.x_train[..., 36:].abs().sum()), float(split.x_test[..., :90].abs().sum())
+        (0.0, 0.0)
     """
     x_train, y_train = keyword_signals(n_train, positions=train_positions, seed=2 * seed, **kwargs)
     x_test, y_test = keyword_signals(n_test, positions=test_positions, seed=2 * seed + 1, **kwargs)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from shared_lib._validation import check_int, require_extra
+from shared_lib._validation import check_float, check_int, describe, require_extra
 
 __all__ = [
     "Batches",
@@ -23,7 +23,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Split:
-    """A train/test split of inputs and integer labels, as tensors."""
+    """A train/test split of inputs and integer labels, as tensors.
+
+    Attributes:
+        x_train: training inputs, one example per row of the first dimension.
+        y_train: int64 class labels of ``x_train``, shape ``(n_train,)``.
+        x_test: test inputs, shaped like ``x_train`` past the first dimension.
+        y_test: int64 class labels of ``x_test``, shape ``(n_test,)``.
+
+    Examples:
+        The repr gives the shapes and the number of classes (the largest label plus one):
+
+        >>> import torch
+        >>> from shared_lib.data import Split
+        >>> Split(torch.zeros(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), torch.zeros(2, 3),
+        ...       torch.tensor([0, 2]))
+        Split(train=(6, 3), test=(2, 3), classes=3)
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -41,13 +57,33 @@ def digits(test_fraction: float = 0.25, seed: int = 0, flat: bool = False) -> Sp
     """sklearn's 1,797 bundled 8×8 handwritten digits, scaled to [0, 1], split with a seed.
 
     Images have shape ``(n, 1, 8, 8)``, or ``(n, 64)`` with ``flat=True``. The split is
-    stratified by class, so both halves hold every digit.
+    stratified by class, so both halves hold every digit. Nothing is downloaded: the images ship
+    with scikit-learn (the optional extra ``shared_lib[book]``).
+
+    Args:
+        test_fraction: share of the images in the test half, strictly between 0 and 1.
+        seed: ``random_state`` of the stratified split; the same seed gives the same split.
+        flat: return each image as a 64-vector (for an MLP) instead of a 1-channel image.
+
+    Returns:
+        A :class:`Split` of float32 images in [0, 1] and int64 labels 0–9.
+
+    Raises:
+        TypeError: ``test_fraction`` is not a real number.
+        ValueError: ``test_fraction`` is not in (0, 1).
+        ImportError: scikit-learn is not installed.
+
+    Examples:
+        >>> from shared_lib.data import digits
+        >>> digits(test_fraction=0.25, seed=0)
+        Split(train=(1347, 1, 8, 8), test=(450, 1, 8, 8), classes=10)
+        >>> digits(flat=True).x_train.shape
+        torch.Size([1347, 64])
     """
     load_digits = require_extra("sklearn.datasets", "The digits data").load_digits
     train_test_split = require_extra("sklearn.model_selection", "The digits data").train_test_split
 
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    check_float(test_fraction, "test_fraction", 0.0, 1.0, low_inclusive=False, high_inclusive=False)
     bunch = load_digits()
     images = (bunch.images / 16.0).astype(np.float32)
     labels = bunch.target.astype(np.int64)
@@ -64,9 +100,30 @@ def digits(test_fraction: float = 0.25, seed: int = 0, flat: bool = False) -> Sp
 
 
 def loaders(split: Split, batch_size: int = 64, seed: int = 0) -> tuple[DataLoader, DataLoader]:
-    """Shuffled train loader (seeded) and ordered test loader for a :class:`Split`."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    """Shuffled train loader (seeded) and ordered test loader for a :class:`Split`.
+
+    Args:
+        split: the tensors to serve.
+        batch_size: training examples per batch (the test loader uses batches of 512).
+        seed: seeds the generator that shuffles the training set, so two loaders built with the
+            same seed give the same batches in the same order.
+
+    Returns:
+        ``(train, test)``: :class:`~torch.utils.data.DataLoader` objects yielding
+        ``(inputs, labels)``.
+
+    Raises:
+        TypeError: ``batch_size`` is not an int.
+        ValueError: ``batch_size`` is below 1.
+
+    Examples:
+        >>> from shared_lib.data import digits, loaders
+        >>> train, test = loaders(digits(), batch_size=64, seed=0)
+        >>> inputs, labels = next(iter(train))
+        >>> tuple(inputs.shape), len(train), len(test)
+        ((64, 1, 8, 8), 22, 1)
+    """
+    check_int(batch_size, "batch_size", minimum=1)
     generator = torch.Generator().manual_seed(seed)
     train = DataLoader(
         TensorDataset(split.x_train, split.y_train),
@@ -83,6 +140,28 @@ class Batches:
 
     A lighter stand-in for a ``DataLoader`` over a ``TensorDataset``: it slices whole batches
     instead of collating examples one by one, which matters when each step takes a millisecond.
+    Every pass visits each example once; the last batch may be smaller.
+
+    Args:
+        inputs: one example per row of the first dimension.
+        targets: as many rows as ``inputs``.
+        batch_size: examples per batch, at least 1.
+        seed: seeds the generator that draws each pass's order.
+
+    Raises:
+        ValueError: ``inputs`` and ``targets`` differ in length, or ``batch_size`` is below 1.
+        TypeError: ``batch_size`` is not an int.
+
+    Examples:
+        Ten examples in batches of four: three batches per pass, a new order on each pass.
+
+        >>> import torch
+        >>> from shared_lib.data import Batches
+        >>> batches = Batches(torch.arange(10.0)[:, None], torch.arange(10), 4, seed=0)
+        >>> len(batches), [targets.tolist() for _, targets in batches]
+        (3, [[4, 1, 7, 5], [3, 9, 0, 8], [6, 2]])
+        >>> [targets.tolist() for _, targets in batches]
+        [[3, 9, 4, 2], [7, 8, 6, 0], [5, 1]]
     """
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int):
@@ -108,9 +187,38 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     Classes take turns (a random example of each class, then a second of each, ...), so a small
     subset still holds every class; the same ``seed`` gives the same subset, and the subset of a
     smaller ``n`` is contained in that of a larger one.
+
+    Args:
+        labels: 1-D tensor of class ids, one per example.
+        n: how many indices to draw, from 1 to ``len(labels)``.
+        seed: fixes the random order within each class.
+
+    Returns:
+        A 1-D int64 tensor of ``n`` distinct indices into ``labels``.
+
+    Raises:
+        TypeError: ``labels`` is not a tensor, or ``n`` is not an int.
+        ValueError: ``labels`` is not 1-D, or ``n`` is below 1 or above ``len(labels)``.
+
+    Examples:
+        Six examples of class 0, three of class 1, one of class 2: five indices take every
+        class in turn, and the first three are the subset of size three.
+
+        >>> import torch
+        >>> from shared_lib.data import balanced_subset
+        >>> labels = torch.tensor([0] * 6 + [1] * 3 + [2])
+        >>> chosen = balanced_subset(labels, 5, seed=0)
+        >>> labels[chosen].tolist()
+        [0, 1, 2, 0, 1]
+        >>> balanced_subset(labels, 3, seed=0).tolist() == chosen[:3].tolist()
+        True
     """
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
-        raise TypeError("labels must be a 1-D tensor of class ids")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a 1-D tensor of class ids, got {describe(labels)}")
+    if labels.dim() != 1:
+        raise ValueError(
+            f"labels must be a 1-D tensor of class ids, got shape {tuple(labels.shape)}"
+        )
     check_int(n, "n", 1)
     if n > len(labels):
         raise ValueError(f"n must be <= the number of examples ({len(labels)}), got {n}")

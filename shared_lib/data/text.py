@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from shared_lib._validation import check_int
+
 __all__ = [
     "LEXICON",
     "TextCorpus",
@@ -129,7 +131,8 @@ def _plural(noun: str) -> str:
     return noun + "s"
 
 
-#: Every word class of the grammar, in the order of the vocabulary.
+#: Every word class of the grammar, in the order of the vocabulary (each class's words from the
+#: most to the least frequent, nouns in the singular).
 LEXICON: dict[str, tuple[str, ...]] = {
     "people": tuple(_PEOPLE),
     "animals": tuple(_ANIMALS),
@@ -214,9 +217,24 @@ def generate_sentences(n_sentences: int, seed: int = 0) -> list[list[str]]:
     A sentence is one clause, or two joined by a conjunction. Verbs agree with their subject and
     choose their objects (people eat food, hold objects, go to places); "a" becomes "an" before
     a vowel. Deterministic for a seed.
+
+    Args:
+        n_sentences: how many sentences, at least 1.
+        seed: seeds the ``random.Random`` that draws every word.
+
+    Returns:
+        A list of ``n_sentences`` lists of words.
+
+    Raises:
+        TypeError: ``n_sentences`` is not an int.
+        ValueError: ``n_sentences`` is below 1.
+
+    Examples:
+        >>> from shared_lib.data.text import generate_sentences
+        >>> [" ".join(words) for words in generate_sentences(2, seed=0)]
+        ['the little bear finds a brown dog .', 'this rabbit eats a pie .']
     """
-    if isinstance(n_sentences, bool) or not isinstance(n_sentences, int) or n_sentences < 1:
-        raise ValueError(f"n_sentences must be a positive int, got {n_sentences!r}")
+    check_int(n_sentences, "n_sentences", 1)
     s = _Sampler(random.Random(seed))
     sentences = []
     for _ in range(n_sentences):
@@ -232,7 +250,20 @@ def generate_sentences(n_sentences: int, seed: int = 0) -> list[list[str]]:
 
 
 class Vocabulary:
-    """Word ↔ id mapping over a fixed list of words (no unknown token: the grammar is closed)."""
+    """Word ↔ id mapping over a fixed list of words (no unknown token: the grammar is closed).
+
+    Args:
+        words: the words, each once; a word's id is its position in the list.
+
+    Raises:
+        ValueError: a word occurs twice (and :meth:`encode`: a word is not in the vocabulary).
+
+    Examples:
+        >>> from shared_lib.data.text import Vocabulary
+        >>> vocab = Vocabulary(["the", "dog", "runs", "."])
+        >>> vocab, vocab.encode(["the", "dog", "runs", "."]).tolist(), vocab.decode([1, 2])
+        (Vocabulary(4 words), [0, 1, 2, 3], ['dog', 'runs'])
+    """
 
     def __init__(self, words: Sequence[str]) -> None:
         if len(set(words)) != len(words):
@@ -260,7 +291,20 @@ class Vocabulary:
 
 @dataclass(frozen=True)
 class TextCorpus:
-    """Train and validation token ids of the generated corpus, and its vocabulary."""
+    """Train and validation token ids of the generated corpus, and its vocabulary.
+
+    Attributes:
+        train: 1-D int64 token ids of the training text.
+        val: 1-D int64 token ids of the validation text.
+        vocab: the :class:`Vocabulary` that maps them back to words.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.data.text import TextCorpus, Vocabulary
+        >>> vocab = Vocabulary(["a", "b", "."])
+        >>> TextCorpus(torch.tensor([0, 1, 2, 1]), torch.tensor([0, 2]), vocab)
+        TextCorpus(train=4 tokens, val=2 tokens, vocab=3)
+    """
 
     train: torch.Tensor
     val: torch.Tensor
@@ -279,10 +323,30 @@ def text_corpus(train_tokens: int = 40_000, val_tokens: int = 10_000, seed: int 
     Both are whole sentences, drawn from two independent streams: the validation text does not
     depend on ``train_tokens``, and a smaller training set is a prefix of a larger one (same
     ``seed``). The vocabulary is the grammar's whole lexicon, the same for every seed.
+
+    Args:
+        train_tokens: minimum number of training tokens, at least 100 (the last sentence is
+            completed, so there are a few more).
+        val_tokens: minimum number of validation tokens, at least 100.
+        seed: the training stream uses seed ``2 * seed``, the validation stream ``2 * seed + 1``.
+
+    Returns:
+        A :class:`TextCorpus`.
+
+    Raises:
+        TypeError: ``train_tokens`` or ``val_tokens`` is not an int.
+        ValueError: ``train_tokens`` or ``val_tokens`` is below 100.
+
+    Examples:
+        >>> from shared_lib.data.text import text_corpus
+        >>> corpus = text_corpus(1_000, 500, seed=0)
+        >>> corpus
+        TextCorpus(train=1,002 tokens, val=503 tokens, vocab=314)
+        >>> corpus.vocab.decode(corpus.train[:8])
+        ['a', 'farmer', 'finds', 'a', 'dog', 'in', 'an', 'old']
     """
     for name, value in (("train_tokens", train_tokens), ("val_tokens", val_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 100:
-            raise ValueError(f"{name} must be an int >= 100, got {value!r}")
+        check_int(value, name, 100)
     vocab = Vocabulary(_all_words())
     streams: list[list[str]] = []
     for stream_seed, target in ((2 * seed, train_tokens), (2 * seed + 1, val_tokens)):
@@ -297,13 +361,38 @@ def text_corpus(train_tokens: int = 40_000, val_tokens: int = 10_000, seed: int 
 def lm_batch(
     ids: torch.Tensor, batch_size: int, length: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of ``length`` tokens and the same windows shifted by one (the targets)."""
+    """Random windows of ``length`` tokens and the same windows shifted by one (the targets).
+
+    The next-token training batch of a language model (chapter 04): target ``t`` of a window is
+    its input ``t + 1``. Window starts are drawn uniformly from ``generator``.
+
+    Args:
+        ids: 1-D token ids of a text.
+        batch_size: windows per batch, at least 1.
+        length: tokens per window, from 1 to ``len(ids) - 1``.
+        generator: draws the window starts (seed it for a repeatable batch).
+
+    Returns:
+        ``(inputs, targets)``, both of shape ``(batch_size, length)`` and the dtype of ``ids``.
+
+    Raises:
+        TypeError: ``length`` or ``batch_size`` is not an int.
+        ValueError: ``ids`` is not 1-D, ``length`` is outside ``1 .. len(ids) - 1``, or
+            ``batch_size`` is below 1.
+
+    Examples:
+        On the ids 0, 1, 2, ... every target is its input plus one: the inputs shifted by one.
+
+        >>> import torch
+        >>> from shared_lib.data.text import lm_batch
+        >>> inputs, targets = lm_batch(torch.arange(100), 2, 5, torch.Generator().manual_seed(0))
+        >>> inputs.tolist(), targets.tolist()
+        ([[34, 35, 36, 37, 38], [4, 5, 6, 7, 8]], [[35, 36, 37, 38, 39], [5, 6, 7, 8, 9]])
+    """
     if ids.dim() != 1:
         raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
-    if not 1 <= length < len(ids):
-        raise ValueError(f"length must be in [1, {len(ids) - 1}], got {length}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_int(length, "length", 1, len(ids) - 1)
+    check_int(batch_size, "batch_size", 1)
     starts = torch.randint(0, len(ids) - length, (batch_size,), generator=generator)
     offsets = torch.arange(length)
     windows = starts[:, None] + offsets

@@ -22,7 +22,8 @@ import shared_lib
 CORE_MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(shared_lib.__path__, "shared_lib.")
-    if not info.name.startswith("shared_lib.book") and not info.name.rsplit(".", 1)[-1][0] == "_"
+    if not info.name.startswith("shared_lib.book")
+    and not info.name.rsplit(".", 1)[-1].startswith("_")
 )
 
 
@@ -91,9 +92,9 @@ def test_public_object_has_a_runnable_documented_example(qualified_name):
     else:
         init = obj.__dict__.get("__init__")
         fields = getattr(obj, "__dataclass_fields__", None)
-        if (init is not None and _parameters(init)) or fields:
-            if "Args:" not in doc and "Attributes:" not in doc:
-                missing.append("Args: or Attributes:")
+        documents_fields = "Args:" in doc or "Attributes:" in doc
+        if ((init is not None and _parameters(init)) or fields) and not documents_fields:
+            missing.append("Args: or Attributes:")
         if init is not None and _raises_itself(init) and "Raises:" not in doc:
             missing.append("Raises:")
         if issubclass(obj, nn.Module) and "Shape:" not in doc:

@@ -11,7 +11,7 @@ from torch import nn
 import shared_lib as sl
 from shared_lib.explore import Explorer
 from shared_lib.models.small import ElmanRNN
-from shared_lib.uses import conv_position_uses, count_per_use, trace_uses
+from shared_lib.uses import conv_position_uses, count_per_use, direct_parameters, trace_uses
 
 matplotlib.use("Agg")
 
@@ -48,6 +48,23 @@ def test_trace_removes_its_hooks_even_when_the_run_fails():
     assert not net._forward_pre_hooks
 
 
+def test_direct_parameters_are_what_one_call_reads():
+    encoder, decoder = nn.Linear(6, 3), nn.Linear(3, 6)
+    sl.tie(decoder, encoder, transpose=True)
+    assert direct_parameters(decoder) == [decoder.bias, encoder.weight]  # the original, once
+    assert direct_parameters(nn.Sequential(encoder)) == []  # submodules are not included
+    with pytest.raises(TypeError, match="module"):
+        direct_parameters("decoder")
+
+
+def test_trace_uses_rejects_module_names_of_the_wrong_type():
+    net = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="modules must be a list"):
+        trace_uses(net, lambda: net(torch.randn(1, 2)), modules="0")
+    with pytest.raises(ValueError, match="not a submodule"):
+        trace_uses(net, lambda: net(torch.randn(1, 2)), modules=["1"])
+
+
 def test_conv_position_uses_match_locally_connected_count():
     conv = nn.Conv2d(2, 3, kernel_size=3, padding=1, stride=2)
     uses = conv_position_uses(conv, (9, 9))
@@ -59,6 +76,8 @@ def test_conv_position_uses_match_locally_connected_count():
         conv_position_uses(conv, (9,))
     with pytest.raises(TypeError, match="conv"):
         conv_position_uses(nn.Linear(2, 2), (3,))
+    with pytest.raises(TypeError, match="input_size"):
+        conv_position_uses(conv, (9.0, 9))
 
 
 def test_explorer_static_twin_holds_every_frame():
@@ -91,5 +110,7 @@ def test_explorer_bad_input():
         Explorer("nope", {"a": [1]})
     with pytest.raises(ValueError, match="controls"):
         Explorer(lambda: None, {})
-    with pytest.raises(ValueError, match="controls"):
+    with pytest.raises(TypeError, match="controls"):
         Explorer(lambda a: None, {"a": "xyz"})
+    with pytest.raises(ValueError, match="controls"):
+        Explorer(lambda a: None, {"a": []})

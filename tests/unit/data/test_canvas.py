@@ -1,15 +1,11 @@
-"""Tests of shared_lib.data.canvas: where the digits are placed, what the models share, and
-that a short training run reports what it measured."""
+"""Tests of shared_lib.data.canvas: where the digits are placed on the canvas, and the labels."""
 
 from __future__ import annotations
 
-import matplotlib
 import pytest
 import torch
 
 from shared_lib.data.canvas import digit_glyphs, place_glyphs, unseen_position_task, where_task
-
-matplotlib.use("Agg")
 
 
 def test_digit_glyphs():
@@ -61,12 +57,18 @@ def test_unseen_position_task_is_seeded():
 def test_unseen_position_task_errors():
     with pytest.raises(ValueError, match="n_train"):
         unseen_position_task(0)
+    with pytest.raises(TypeError, match="n_train"):
+        unseen_position_task(10.0)
+    with pytest.raises(TypeError, match="n_train"):
+        where_task(True)
     with pytest.raises(ValueError, match="overlap"):
         unseen_position_task(10, train_columns=(0, 5), unseen_columns=(5, 8))
     with pytest.raises(ValueError, match="unseen_columns"):
         unseen_position_task(10, unseen_columns=(5, 9))
     with pytest.raises(ValueError, match="test_fraction"):
         unseen_position_task(10, test_fraction=1.5)
+    with pytest.raises(TypeError, match="test_fraction"):
+        where_task(10, test_fraction="0.4")
 
 
 def test_where_task_labels_are_quadrants():
@@ -79,3 +81,5 @@ def test_where_task_labels_are_quadrants():
     assert x[left][..., :, 11:].abs().sum() == 0 and x[~left][..., :, :5].abs().sum() == 0
     with pytest.raises(ValueError, match="canvas_size"):
         where_task(10, canvas_size=9)
+    with pytest.raises(TypeError, match="canvas_size"):
+        where_task(10, canvas_size=16.0)

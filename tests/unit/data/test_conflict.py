@@ -50,3 +50,7 @@ def test_bad_arguments():
         related_tasks(0, 0.5)
     with pytest.raises(ValueError, match="n_classes"):
         related_teachers(0.5, n_classes=1)
+    with pytest.raises(TypeError, match="relatedness"):
+        related_teachers(True)
+    with pytest.raises(TypeError, match="n_train"):
+        related_tasks(10.0, 0.5)

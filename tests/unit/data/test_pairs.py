@@ -1,4 +1,5 @@
-"""Tests of shared_lib.data.pairs: held-out digit pairs, one-shot scoring, multi-task digits."""
+"""Tests of shared_lib.data.pairs: held-out digit classes, same/different pairs, multi-task
+digits."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def test_held_out_classes_are_disjoint_and_complete():
         held_out_digits((3,))
     with pytest.raises(ValueError, match="held_out"):
         held_out_digits((10, 11))
+    with pytest.raises(TypeError, match="held_out"):
+        held_out_digits((1.0, 2.0))
 
 
 def test_pairs_are_balanced_and_labelled_correctly():
@@ -46,3 +49,5 @@ def test_multitask_digits_label_subsets():
         multitask_digits({"colour": 3})
     with pytest.raises(ValueError, match="exceeds"):
         multitask_digits({"digit": 10_000})
+    with pytest.raises(TypeError, match="digit"):
+        multitask_digits({"digit": 10.0})

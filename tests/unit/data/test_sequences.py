@@ -1,4 +1,4 @@
-"""Generated sequence and algorithmic tasks (chapter 06)."""
+"""Generated sequence and algorithmic tasks (chapters 03, 05, 06, 08)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,20 @@ from shared_lib.data.sequences import (
     SOURCE,
     WALL,
     chain_reachability,
+    iterated_map_task,
     layerwise_teacher,
+    make_motif_task,
+    make_sequence_task,
     offset_copies,
     parity,
 )
+
+
+def test_sequence_task_labels_follow_the_rule():
+    tokens, labels = make_sequence_task(200, length=6, vocab=4, seed=2)
+    for row, label in zip(tokens.tolist(), labels.tolist(), strict=True):
+        assert label == int(row[0] in row[1:])
+    assert 0.2 < labels.float().mean() < 0.9  # both classes occur
 
 
 def test_parity_labels_shapes_and_seeds():
@@ -95,7 +105,15 @@ def test_layerwise_teacher_uses_every_class_and_its_depth():
         (lambda: chain_reachability(5, True), TypeError, "length"),
         (lambda: layerwise_teacher(5, n_classes=1), ValueError, "n_classes"),
         (lambda: layerwise_teacher(5, gain=0.0), ValueError, "gain"),
-        (lambda: layerwise_teacher(5, gain=True), ValueError, "gain"),
+        (lambda: layerwise_teacher(5, gain=True), TypeError, "gain"),
+        (lambda: layerwise_teacher(5, gain="2"), TypeError, "gain"),
+        (lambda: iterated_map_task(5, gain=-1.0), ValueError, "gain"),
+        (lambda: iterated_map_task(5, gain=None), TypeError, "gain"),
+        (lambda: make_sequence_task(0, 4), ValueError, "n"),
+        (lambda: make_sequence_task(4, 4, vocab=1), ValueError, "vocab"),
+        (lambda: make_sequence_task(4, 4.0), TypeError, "length"),
+        (lambda: make_motif_task(10, motif=("a", 1)), TypeError, "motif"),
+        (lambda: make_motif_task(10, vocab=4, motif=(4,)), ValueError, "motif"),
         (lambda: layerwise_teacher(5, depth=0), ValueError, "depth"),
         (lambda: layerwise_teacher(5, data_seed=-3), ValueError, "data_seed"),
     ],
@@ -120,7 +138,14 @@ def test_offset_copies_reads_the_ring_backwards():
 
 @pytest.mark.parametrize(
     ("offsets", "error"),
-    [([], TypeError), (3, TypeError), ([0], ValueError), ([7], ValueError), ([2, 2], ValueError)],
+    [
+        ([], ValueError),
+        (3, TypeError),
+        ([1.0], TypeError),
+        ([0], ValueError),
+        ([7], ValueError),
+        ([2, 2], ValueError),
+    ],
 )
 def test_offset_copies_rejects_bad_offsets(offsets, error):
     with pytest.raises(error, match="offsets"):

@@ -56,3 +56,9 @@ def test_errors_name_the_argument():
         keyword_signals(0)
     with pytest.raises(ValueError, match="noise"):
         keyword_signals(10, noise=-1.0)
+    with pytest.raises(ValueError, match="amplitude"):
+        keyword_signals(10, amplitude=0.0)
+    with pytest.raises(TypeError, match="noise"):
+        keyword_signals(10, noise="loud")
+    with pytest.raises(TypeError, match="length"):
+        chirp(16.0)

@@ -1,4 +1,4 @@
-"""Tests of shared_lib.data.text: the generated corpus, its vocabulary, LM batches and training."""
+"""Tests of shared_lib.data.text: the generated corpus, its vocabulary and LM batches."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def test_lm_batch_targets_are_shifted_inputs():
         lm_batch(ids, 4, 100, torch.Generator())
     with pytest.raises(ValueError, match="1-D"):
         lm_batch(ids.view(10, 10), 4, 3, torch.Generator())
+    with pytest.raises(ValueError, match="batch_size"):
+        lm_batch(ids, 0, 10, torch.Generator())
+    with pytest.raises(TypeError, match="batch_size"):
+        lm_batch(ids, 4.0, 10, torch.Generator())
 
 
 def test_bad_sizes_are_refused():
@@ -79,3 +83,7 @@ def test_bad_sizes_are_refused():
         text_corpus(10)
     with pytest.raises(ValueError, match="n_sentences"):
         generate_sentences(0)
+    with pytest.raises(TypeError, match="n_sentences"):
+        generate_sentences(2.0)
+    with pytest.raises(TypeError, match="val_tokens"):
+        text_corpus(1_000, None)

@@ -1,4 +1,4 @@
-"""Devices, seeding, timing, the fit loop and the offline data."""
+"""Devices, seeds, timing, the training loop and fit (shared_lib.training)."""
 
 from __future__ import annotations
 
@@ -52,18 +52,6 @@ def test_autocast_is_a_no_op_on_cpu():
     assert out.dtype == torch.float32
 
 
-def test_digits_split_is_offline_stratified_and_seeded():
-    split = digits(test_fraction=0.25, seed=0)
-    assert split.x_train.shape[1:] == (1, 8, 8) and split.x_train.dtype == torch.float32
-    assert len(split.x_train) + len(split.x_test) == 1797
-    assert float(split.x_train.max()) <= 1.0
-    assert set(split.y_test.tolist()) == set(range(10))
-    again = digits(test_fraction=0.25, seed=0, flat=True)
-    assert torch.equal(again.x_train, split.x_train.reshape(-1, 64))
-    with pytest.raises(ValueError, match="test_fraction"):
-        digits(test_fraction=1.5)
-
-
 def test_fit_learns_digits_and_records_history():
     sl.seed_everything(0)
     split = digits(seed=0, flat=True)
@@ -90,21 +78,45 @@ def test_fit_is_repeatable_with_a_seed():
     assert run() == run()
 
 
-def test_fit_and_data_bad_input():
+def test_fit_bad_input_names_the_argument():
     model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="epochs"):
-        sl.fit(model, [], torch.optim.SGD(model.parameters(), lr=0.1), epochs=0)
+        sl.fit(model, [], optimizer, epochs=0)
+    with pytest.raises(TypeError, match="epochs"):
+        sl.fit(model, [], optimizer, epochs=1.0)
+    with pytest.raises(TypeError, match="amp"):
+        sl.fit(model, [], optimizer, amp=1)
+
+
+def test_train_steps_is_the_loop_and_checks_its_arguments():
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    x = torch.linspace(-1, 1, 8)[:, None]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    seen = []
+
+    def loss_of(rows):
+        seen.append(rows)
+        return nn.functional.mse_loss(model(x[rows]), 2 * x[rows])
+
+    batches = sl.training.random_batches(8, 4, 30, torch.Generator().manual_seed(0))
+    losses = sl.training.train_steps(optimizer, batches, loss_of)
+    assert len(losses) == len(seen) == 30 and losses[-1] < losses[0]
+    assert sl.training.train_steps(optimizer, [], loss_of) == []
+    with pytest.raises(TypeError, match="optimizer"):
+        sl.training.train_steps(model, [0], loss_of)
+    with pytest.raises(TypeError, match="batch_loss"):
+        sl.training.train_steps(optimizer, [0], "loss")
+    with pytest.raises(ValueError, match="scalar"):
+        sl.training.train_steps(optimizer, [torch.arange(8)], lambda rows: model(x[rows]))
+
+
+def test_data_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="batch_size"):
         loaders(digits(), batch_size=0)
     with pytest.raises(ValueError, match="length"):
         make_sequence_task(4, length=1)
-
-
-def test_sequence_task_labels_follow_the_rule():
-    tokens, labels = make_sequence_task(200, length=6, vocab=4, seed=2)
-    for row, label in zip(tokens.tolist(), labels.tolist(), strict=True):
-        assert label == int(row[0] in row[1:])
-    assert 0.2 < labels.float().mean() < 0.9  # both classes occur
 
 
 def test_adam_on_random_batches_is_seeded_and_lowers_the_loss():
