@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_float, check_int, describe
 
 __all__ = [
     "CodebookLinear",
@@ -28,12 +28,28 @@ def kmeans_1d(
     Lloyd's algorithm from centroids spread linearly between the smallest and largest value
     (the initialisation Deep Compression found best: it keeps the rare large weights).
 
+    Args:
+        values: the tensor whose entries are clustered (any shape; read as float32).
+        k: number of centroids; a centroid left without entries keeps its place.
+        iterations: most Lloyd steps; stops early when the centroids no longer move.
+
     Returns:
         ``(codebook, assignment)``: ``k`` centroids and, for every entry, the index of its
         centroid (same shape as ``values``). ``codebook[assignment]`` is the shared tensor.
+
+    Raises:
+        TypeError: ``values`` is not a tensor, or ``k`` or ``iterations`` is not an int.
+        ValueError: ``k`` or ``iterations`` is below 1, or ``values`` is empty.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.layers.compressed import kmeans_1d
+        >>> codebook, assignment = kmeans_1d(torch.tensor([0.1, 0.12, 0.5, 0.52, 0.9, 0.95]), 3)
+        >>> codebook, assignment  # six weights, three shared values
+        (tensor([0.1100, 0.5100, 0.9250]), tensor([0, 0, 1, 1, 2, 2]))
     """
     if not isinstance(values, torch.Tensor):
-        raise TypeError(f"values must be a tensor, got {type(values).__name__}")
+        raise TypeError(f"values must be a tensor, got {describe(values)}")
     check_int(k, "k", minimum=1)
     check_int(iterations, "iterations", minimum=1)
     flat = values.detach().reshape(-1).float()
@@ -58,6 +74,33 @@ class CodebookLinear(nn.Module):
     Only the codebook (and the bias) are parameters, so fine-tuning updates each shared value
     with the sum of the gradients of the weights that use it, as Deep Compression fine-tunes
     its centroids (chapter 07). Build one from a trained layer with :meth:`from_linear`.
+
+    Args:
+        codebook: the shared values, a 1-D tensor (copied, as float32, into a parameter).
+        assignment: ``(out_features, in_features)`` indices into ``codebook`` (copied).
+        bias: the bias (copied into a parameter), or ``None``.
+
+    Raises:
+        ValueError: ``assignment`` is not 2-D or holds an index outside the codebook.
+
+    Shape:
+        - Input: ``(*, in_features)``.
+        - Output: ``(*, out_features)``.
+
+    Examples:
+        A 16 → 8 layer's 128 weights shared among 4 values: 4 + 8 parameters instead of 136.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.compressed import CodebookLinear
+        >>> _ = torch.manual_seed(0)
+        >>> linear = nn.Linear(16, 8)
+        >>> shared = CodebookLinear.from_linear(linear, k=4)
+        >>> count_parameters(linear), count_parameters(shared), shared.weight.unique().numel()
+        (136, 12, 4)
+        >>> shared(torch.randn(2, 16)).shape
+        torch.Size([2, 8])
     """
 
     def __init__(
@@ -75,7 +118,16 @@ class CodebookLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, k: int, iterations: int = 30) -> CodebookLinear:
-        """Share ``linear``'s weights among ``k`` values found by :func:`kmeans_1d`."""
+        """Share ``linear``'s weights among ``k`` values found by :func:`kmeans_1d`.
+
+        Args:
+            linear: the trained layer (left unchanged).
+            k: number of shared values.
+            iterations: most k-means steps.
+
+        Returns:
+            A new layer, its codebook the centroids and its bias a copy of ``linear``'s.
+        """
         codebook, assignment = kmeans_1d(linear.weight, k, iterations)
         return cls(codebook, assignment, linear.bias)
 
@@ -85,6 +137,7 @@ class CodebookLinear(nn.Module):
         return self.codebook[self.assignment]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ codebook[assignment].T + bias``."""
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -98,6 +151,33 @@ class LowRankLinear(nn.Module):
     """``x ↦ U (V x) + b`` with ``V: rank × in`` and ``U: out × rank`` (chapter 07).
 
     Stores ``rank · (in + out)`` weights instead of ``in · out``.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        rank: inner dimension, at most ``min(in_features, out_features)``.
+        bias: add a learned bias (on ``U``).
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size is below 1, or ``rank`` exceeds ``min(in_features, out_features)``.
+
+    Shape:
+        - Input: ``(*, in_features)``.
+        - Output: ``(*, out_features)``.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.compressed import LowRankLinear
+        >>> linear = nn.Linear(16, 8)
+        >>> count_parameters(linear), count_parameters(LowRankLinear.from_linear(linear, rank=2))
+        (136, 56)
+        >>> full = LowRankLinear.from_linear(linear, rank=8)  # full rank: the same function
+        >>> x = torch.randn(3, 16)
+        >>> torch.allclose(full(x), linear(x), atol=1e-5)
+        True
     """
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True) -> None:
@@ -115,7 +195,15 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int) -> LowRankLinear:
-        """The best rank-``rank`` approximation of ``linear``'s weight (truncated SVD)."""
+        """The best rank-``rank`` approximation of ``linear``'s weight (truncated SVD).
+
+        Args:
+            linear: the layer to factorise (left unchanged).
+            rank: inner dimension of the factorisation.
+
+        Returns:
+            A new layer with ``U = U_r √S_r``, ``V = √S_r V_r^T`` and ``linear``'s bias.
+        """
         layer = cls(linear.in_features, linear.out_features, rank, linear.bias is not None)
         u, s, vh = torch.linalg.svd(linear.weight.detach(), full_matrices=False)
         root = s[:rank].sqrt()
@@ -132,6 +220,7 @@ class LowRankLinear(nn.Module):
         return self.down.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``up(down(x))``."""
         return self.up(self.down(x))
 
 
@@ -153,8 +242,30 @@ class SoftWeightSharing(nn.Module):
         n_components: number of Gaussians (groups of weights).
         spread: initial means are spread evenly in ``[-spread, spread]``.
         init_std: initial standard deviation of every component.
+        fix_zero: keep the first component's mean at 0.
         min_std: floor on the standard deviations, so that no component collapses to a spike
             of infinite density.
+
+    Raises:
+        TypeError: ``n_components`` is not an int, or a scale is not a real number.
+        ValueError: ``n_components`` is below 1, a scale is not positive, or ``init_std`` is
+            not above ``min_std``.
+
+    Shape:
+        - Input: ``weights`` of any shape ``(*)``.
+        - Output: ``()``, a scalar penalty.
+
+    Examples:
+        The penalty is lower once every weight sits on a shared value (:meth:`snap`).
+
+        >>> import torch
+        >>> from shared_lib.layers.compressed import SoftWeightSharing
+        >>> prior = SoftWeightSharing(n_components=3)
+        >>> weights = torch.tensor([0.02, 0.45, -0.6])
+        >>> prior.snap(weights)
+        tensor([ 0.0000,  0.5000, -0.5000])
+        >>> bool(prior(prior.snap(weights)) < prior(weights)), prior(weights).shape
+        (True, torch.Size([]))
     """
 
     def __init__(
@@ -168,8 +279,7 @@ class SoftWeightSharing(nn.Module):
         super().__init__()
         check_int(n_components, "n_components", minimum=1)
         for argument, value in (("spread", spread), ("init_std", init_std), ("min_std", min_std)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{argument} must be a positive number, got {value!r}")
+            check_float(value, argument, low=0.0, low_inclusive=False)
         if init_std <= min_std:
             raise ValueError(f"init_std must be > min_std={min_std}, got {init_std}")
         self.fix_zero = fix_zero

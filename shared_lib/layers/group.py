@@ -15,13 +15,31 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_choice, check_int
 
 __all__ = ["P4ConvP4", "P4ConvZ2", "RotationPool", "rotate", "rotate_p4"]
 
 
 def rotate(images: torch.Tensor, k: int = 1) -> torch.Tensor:
-    """Rotate the last two (spatial) dimensions by ``k`` × 90° counter-clockwise."""
+    """Rotate the last two (spatial) dimensions by ``k`` × 90° counter-clockwise (ch. 06).
+
+    Args:
+        images: a tensor ``(..., height, width)``.
+        k: number of quarter turns; negative turns clockwise.
+
+    Returns:
+        The rotated tensor, ``(..., width, height)``.
+
+    Raises:
+        ValueError: ``images`` has fewer than two dimensions.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.layers.group import rotate
+        >>> rotate(torch.tensor([[1, 2], [3, 4]]))
+        tensor([[2, 4],
+                [1, 3]])
+    """
     if images.dim() < 2:
         raise ValueError(f"images must have two spatial dimensions, got {tuple(images.shape)}")
     return torch.rot90(images, k, dims=(-2, -1))
@@ -29,7 +47,24 @@ def rotate(images: torch.Tensor, k: int = 1) -> torch.Tensor:
 
 def rotate_p4(features: torch.Tensor, k: int = 1) -> torch.Tensor:
     """How a p4 feature map ``(batch, channels, 4, H, W)`` transforms when the input rotates by
-    ``k`` × 90°: every map rotates and the rotation axis shifts cyclically by ``k``."""
+    ``k`` × 90°: every map rotates and the rotation axis shifts cyclically by ``k`` (ch. 06).
+
+    Args:
+        features: a p4 feature map ``(batch, channels, 4, height, width)``.
+        k: number of quarter turns of the input.
+
+    Returns:
+        The transformed map, of the same shape for square maps.
+
+    Raises:
+        ValueError: ``features`` is not 5-D with a rotation axis of size 4.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.layers.group import rotate_p4
+        >>> rotate_p4(torch.arange(4.0).view(1, 1, 4, 1, 1)).flatten()  # the axis shifts by one
+        tensor([3., 0., 1., 2.])
+    """
     if features.dim() != 5 or features.shape[2] != 4:
         raise ValueError(
             f"features must be (batch, channels, 4, height, width), got {tuple(features.shape)}"
@@ -51,15 +86,15 @@ class _P4Conv(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self.in_channels = _check_int(in_channels, "in_channels", 1)
-        self.out_channels = _check_int(out_channels, "out_channels", 1)
-        self.kernel_size = _check_int(kernel_size, "kernel_size", 1)
+        self.in_channels = check_int(in_channels, "in_channels", 1)
+        self.out_channels = check_int(out_channels, "out_channels", 1)
+        self.kernel_size = check_int(kernel_size, "kernel_size", 1)
         if kernel_size % 2 == 0:
             raise ValueError(
                 f"kernel_size must be odd, so that a filter and its rotations share a centre; "
                 f"got {kernel_size}"
             )
-        self.padding = _check_int(padding, "padding", 0)
+        self.padding = check_int(padding, "padding", 0)
         rotations = (self.input_rotations,) if self.input_rotations > 1 else ()
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels, *rotations, kernel_size, kernel_size)
@@ -101,7 +136,41 @@ class P4ConvZ2(_P4Conv):
 
     Output rotation ``r`` correlates the input with the filter rotated by ``r`` × 90°: one
     stored filter, four uses. It stores exactly as many parameters as
-    ``nn.Conv2d(in, out, kernel_size)`` while producing four times as many maps.
+    ``nn.Conv2d(in, out, kernel_size)`` while producing four times as many maps (chapter 06).
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: stored filters; each gives four output maps, one per rotation.
+        kernel_size: side of the square filters; odd, so that a filter and its rotations share
+            a centre.
+        padding: zeros added on every side.
+        bias: learn one bias per filter, shared by its four rotations.
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size is below its minimum, or ``kernel_size`` is even.
+
+    Shape:
+        - Input: ``(batch, in_channels, height, width)``.
+        - Output: ``(batch, out_channels, 4, out_height, out_width)``, with
+          ``out = height + 2·padding − kernel_size + 1`` (likewise for the width).
+
+    Examples:
+        The parameters of one convolution, used four times; rotating the input rotates the
+        maps and shifts the rotation axis (:func:`rotate_p4`).
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.group import P4ConvZ2, rotate, rotate_p4
+        >>> layer = P4ConvZ2(1, 4, kernel_size=3, padding=1)
+        >>> count_parameters(layer) == count_parameters(nn.Conv2d(1, 4, 3))
+        True
+        >>> x = torch.randn(2, 1, 9, 9)
+        >>> layer(x).shape
+        torch.Size([2, 4, 4, 9, 9])
+        >>> torch.allclose(layer(rotate(x)), rotate_p4(layer(x)), atol=1e-5)
+        True
     """
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +189,35 @@ class P4ConvP4(_P4Conv):
     """Group-to-group p4 convolution: ``(B, in, 4, H, W)`` → ``(B, out, 4, H', W')``.
 
     Output rotation ``r`` uses the stored filter rotated by ``r`` × 90° with its own
-    rotation axis shifted cyclically by ``r`` — again one filter shared by four uses.
+    rotation axis shifted cyclically by ``r`` — again one filter shared by four uses
+    (chapter 06). It stores as many parameters as ``nn.Conv2d(4 · in, out, kernel_size)``.
+
+    Args:
+        in_channels: channels of the input (each with its rotation axis of size 4).
+        out_channels: stored filters; each gives four output maps, one per rotation.
+        kernel_size: side of the square filters; odd, so that a filter and its rotations share
+            a centre.
+        padding: zeros added on every side.
+        bias: learn one bias per filter, shared by its four rotations.
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size is below its minimum, or ``kernel_size`` is even.
+
+    Shape:
+        - Input: ``(batch, in_channels, 4, height, width)``.
+        - Output: ``(batch, out_channels, 4, out_height, out_width)``, with
+          ``out = height + 2·padding − kernel_size + 1`` (likewise for the width).
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.layers.group import P4ConvP4, P4ConvZ2, rotate, rotate_p4
+        >>> lift, layer = P4ConvZ2(1, 4, padding=1), P4ConvP4(4, 3, padding=1)
+        >>> h = lift(torch.randn(2, 1, 9, 9))
+        >>> layer(h).shape
+        torch.Size([2, 3, 4, 9, 9])
+        >>> torch.allclose(layer(rotate_p4(h)), rotate_p4(layer(h)), atol=1e-5)  # equivariant
+        True
     """
 
     input_rotations = 4
@@ -143,14 +240,33 @@ class RotationPool(nn.Module):
     """Pool a p4 map ``(B, C, 4, H, W)`` over its rotation axis → ``(B, C, H, W)``.
 
     The result no longer changes with the input's orientation, only rotates with it; add a
-    global spatial pooling to make it invariant.
+    global spatial pooling to make it invariant (chapter 06).
+
+    Args:
+        mode: ``"max"`` or ``"mean"`` over the four rotations.
+
+    Raises:
+        TypeError: ``mode`` is not a string.
+        ValueError: ``mode`` is neither ``"max"`` nor ``"mean"``.
+
+    Shape:
+        - Input: ``(batch, channels, 4, height, width)``.
+        - Output: ``(batch, channels, height, width)``.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.layers.group import P4ConvZ2, RotationPool, rotate
+        >>> features = torch.nn.Sequential(P4ConvZ2(1, 4, padding=1), RotationPool())
+        >>> x = torch.randn(2, 1, 9, 9)
+        >>> features(x).shape
+        torch.Size([2, 4, 9, 9])
+        >>> torch.allclose(features(rotate(x)), rotate(features(x)), atol=1e-5)  # rotates along
+        True
     """
 
     def __init__(self, mode: str = "max") -> None:
         super().__init__()
-        if mode not in ("max", "mean"):
-            raise ValueError(f"mode must be 'max' or 'mean', got {mode!r}")
-        self.mode = mode
+        self.mode = check_choice(mode, "mode", ("max", "mean"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != 4:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_bool, check_int
 
 __all__ = ["HashedLinear", "hash_indices"]
 
@@ -42,6 +42,25 @@ def hash_indices(count: int, buckets: int, seed: int = 0) -> torch.Tensor:
     """``hash(seed, i) mod buckets`` for ``i = 0 … count-1`` as an int64 tensor (chapter 07).
 
     Deterministic: the same ``(count, buckets, seed)`` give the same indices on any machine.
+
+    Args:
+        count: number of keys ``0 … count-1`` to hash.
+        buckets: number of buckets (real weights) to hash them into.
+        seed: seed of the hash; another seed gives another, independent pattern.
+
+    Returns:
+        An int64 tensor ``(count,)`` with values in ``0 … buckets-1``.
+
+    Raises:
+        TypeError: an argument is not an int.
+        ValueError: ``count`` or ``seed`` is negative, or ``buckets`` is below 1.
+
+    Examples:
+        >>> from shared_lib.layers.hashed import hash_indices
+        >>> hash_indices(8, 3)  # 8 virtual weights read from 3 real ones
+        tensor([0, 1, 1, 1, 2, 1, 2, 0])
+        >>> hash_indices(8, 3, seed=1)
+        tensor([2, 1, 1, 2, 2, 0, 0, 1])
     """
     check_int(count, "count", minimum=0)
     check_int(buckets, "buckets", minimum=1)
@@ -64,9 +83,28 @@ class HashedLinear(nn.Module):
         seed: seed of the hash; the same seed gives the same sharing pattern.
         sign_hash: multiply each virtual weight by a ±1 sign from a second hash.
 
-    >>> layer = HashedLinear(64, 32, n_real=256)
-    >>> layer(torch.zeros(5, 64)).shape, layer.compression_factor
-    (torch.Size([5, 32]), 0.125)
+    Raises:
+        TypeError: a size or the seed is not an int, or ``sign_hash`` is not a bool.
+        ValueError: a size is below 1, the seed is negative, or ``n_real`` exceeds the number
+            of virtual weights.
+
+    Shape:
+        - Input: ``(*, in_features)``, any leading dimensions.
+        - Output: ``(*, out_features)``.
+
+    Examples:
+        A 16 → 8 layer applies 128 virtual weights but stores 32 real ones (and 8 biases).
+
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.hashed import HashedLinear
+        >>> layer = HashedLinear(16, 8, n_real=32)
+        >>> layer.virtual_weight().shape, layer.virtual_features
+        (torch.Size([8, 16]), 128)
+        >>> count_parameters(layer), layer.compression_factor
+        (40, 0.25)
+        >>> layer(torch.zeros(5, 16)).shape
+        torch.Size([5, 8])
     """
 
     def __init__(
@@ -90,9 +128,7 @@ class HashedLinear(nn.Module):
             )
         self.n_real = n_real
         self.seed = check_int(seed, "seed", minimum=0)
-        if not isinstance(sign_hash, bool):
-            raise TypeError(f"sign_hash must be a bool, got {type(sign_hash).__name__}")
-        self.sign_hash = sign_hash
+        self.sign_hash = check_bool(sign_hash, "sign_hash")
         self.weight = nn.Parameter(torch.empty(n_real))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         index = hash_indices(virtual, n_real, seed).reshape(out_features, in_features)
@@ -128,6 +164,7 @@ class HashedLinear(nn.Module):
         return weight * self.sign if self.sign is not None else weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ virtual_weight().T + bias``; the gradient of each real weight sums its uses."""
         if x.shape[-1] != self.in_features:
             raise ValueError(
                 f"input's last dimension must be in_features={self.in_features}, "

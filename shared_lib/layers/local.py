@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_choice, check_int, describe
+
 __all__ = [
     "LocallyConnected2d",
     "conv2d_parameter_count",
@@ -30,25 +32,20 @@ _PADDING_MODES = ("zeros", "circular")
 
 
 def _pair(value: int | tuple[int, int], argument: str, minimum: int = 1) -> tuple[int, int]:
-    """``3`` → ``(3, 3)``; checks that both entries are ints ``>= minimum``."""
+    """``3`` → ``(3, 3)``; checks that both entries are ints ``>= minimum``.
+
+    A pair-of-ints check (as ``nn.Conv2d`` takes its sizes), which ``_validation`` has not.
+    """
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     if (
         not isinstance(pair, (tuple, list))
         or len(pair) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
     ):
-        raise TypeError(f"{argument} must be an int or a pair of ints, got {value!r}")
+        raise TypeError(f"{argument} must be an int or a pair of ints, got {describe(value)}")
     if min(pair) < minimum:
         raise ValueError(f"{argument} must be >= {minimum}, got {value!r}")
     return int(pair[0]), int(pair[1])
-
-
-def _positive(value: int, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{argument} must be >= 1, got {value}")
-    return value
 
 
 def conv_output_size(
@@ -58,7 +55,30 @@ def conv_output_size(
     padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
 ) -> tuple[int, int]:
-    """Height and width of a 2-D convolution's output (the formula of ``nn.Conv2d``; ch. 02)."""
+    """Height and width of a 2-D convolution's output (the formula of ``nn.Conv2d``; ch. 02).
+
+    Args:
+        input_size: ``(height, width)`` of the input, or one int for a square input.
+        kernel_size: window size, an int or ``(kh, kw)``.
+        stride: step between windows.
+        padding: pixels added on every side (``>= 0``).
+        dilation: spacing between the taps of the kernel.
+
+    Returns:
+        ``(out_height, out_width)``, ``(n + 2·padding − dilation·(kernel − 1) − 1) // stride + 1``
+        per axis.
+
+    Raises:
+        TypeError: an argument is not an int or a pair of ints.
+        ValueError: an argument is below its minimum, or the kernel does not fit the input.
+
+    Examples:
+        >>> from shared_lib.layers.local import conv_output_size
+        >>> conv_output_size((28, 28), 5)
+        (24, 24)
+        >>> conv_output_size(32, 3, stride=2, padding=1)
+        (16, 16)
+    """
     sizes = _pair(input_size, "input_size")
     kernels = _pair(kernel_size, "kernel_size")
     strides = _pair(stride, "stride")
@@ -79,10 +99,29 @@ def conv_output_size(
 def conv2d_parameter_count(
     in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], bias: bool = True
 ) -> int:
-    """Parameters of ``nn.Conv2d``: one kernel for all positions, any image size (ch. 02)."""
+    """Parameters of ``nn.Conv2d``: one kernel for all positions, any image size (ch. 02).
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        kernel_size: window size, an int or ``(kh, kw)``.
+        bias: count one bias per output channel.
+
+    Returns:
+        ``out_channels · in_channels · kh · kw`` (+ ``out_channels`` with a bias).
+
+    Raises:
+        TypeError: a size is not an int (or pair of ints).
+        ValueError: a size is below 1.
+
+    Examples:
+        >>> from shared_lib.layers.local import conv2d_parameter_count
+        >>> conv2d_parameter_count(3, 16, 3)  # the same 448 for a 32×32 or a 1024×1024 image
+        448
+    """
     kh, kw = _pair(kernel_size, "kernel_size")
-    in_channels = _positive(in_channels, "in_channels")
-    out_channels = _positive(out_channels, "out_channels")
+    in_channels = check_int(in_channels, "in_channels", minimum=1)
+    out_channels = check_int(out_channels, "out_channels", minimum=1)
     return out_channels * in_channels * kh * kw + (out_channels if bias else 0)
 
 
@@ -95,15 +134,58 @@ def locally_connected2d_parameter_count(
     padding: int | tuple[int, int] = 0,
     bias: bool = True,
 ) -> int:
-    """Parameters of :class:`LocallyConnected2d`: a kernel and bias per output position (ch. 02)."""
+    """Parameters of :class:`LocallyConnected2d`: a kernel and bias per output position (ch. 02).
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output (filters per position).
+        input_size: ``(height, width)`` of the input, or one int for a square input.
+        kernel_size: window size, an int or ``(kh, kw)``.
+        stride: step between windows.
+        padding: pixels added on every side.
+        bias: count one bias per output channel and position.
+
+    Returns:
+        ``out_height · out_width`` times :func:`conv2d_parameter_count`.
+
+    Raises:
+        TypeError: a size is not an int (or pair of ints).
+        ValueError: a size is below its minimum, or the kernel does not fit the input.
+
+    Examples:
+        >>> from shared_lib.layers.local import (
+        ...     conv2d_parameter_count, locally_connected2d_parameter_count)
+        >>> locally_connected2d_parameter_count(3, 16, 32, 3, padding=1)  # 32·32 positions
+        458752
+        >>> 32 * 32 * conv2d_parameter_count(3, 16, 3)
+        458752
+    """
     oh, ow = conv_output_size(input_size, kernel_size, stride, padding)
     return oh * ow * conv2d_parameter_count(in_channels, out_channels, kernel_size, bias)
 
 
 def linear_parameter_count(in_features: int, out_features: int, bias: bool = True) -> int:
-    """Parameters of ``nn.Linear``: a weight per (input, output) pair, plus a bias (ch. 02)."""
-    in_features = _positive(in_features, "in_features")
-    out_features = _positive(out_features, "out_features")
+    """Parameters of ``nn.Linear``: a weight per (input, output) pair, plus a bias (ch. 02).
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        bias: count one bias per output.
+
+    Returns:
+        ``in_features · out_features`` (+ ``out_features`` with a bias).
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size is below 1.
+
+    Examples:
+        >>> from shared_lib.layers.local import linear_parameter_count
+        >>> linear_parameter_count(3 * 32 * 32, 16 * 32 * 32)  # the dense twin of a 448-weight conv
+        50348032
+    """
+    in_features = check_int(in_features, "in_features", minimum=1)
+    out_features = check_int(out_features, "out_features", minimum=1)
     return in_features * out_features + (out_features if bias else 0)
 
 
@@ -125,10 +207,33 @@ class LocallyConnected2d(nn.Module):
         padding: zeros (or wrapped values) added on every side.
         bias: learn one bias per output channel **and position**.
         padding_mode: ``"zeros"`` (as ``nn.Conv2d``'s default) or ``"circular"``.
+        device: where to allocate the parameters.
+        dtype: dtype of the parameters.
+
+    Raises:
+        TypeError: a size is not an int (or pair of ints).
+        ValueError: a size is below its minimum, ``padding_mode`` is unknown, or the kernel
+            does not fit the input.
 
     Shape:
-        input ``(N, in_channels, H, W)`` with ``(H, W) == input_size``;
-        output ``(N, out_channels, H_out, W_out)`` with ``output_size`` = ``(H_out, W_out)``.
+        - Input: ``(batch, in_channels, height, width)`` with ``(height, width) == input_size``.
+        - Output: ``(batch, out_channels, out_height, out_width)``, where
+          ``(out_height, out_width)`` is ``output_size`` (as :func:`conv_output_size`).
+
+    Examples:
+        The convolution it unties: the same output, a filter per position instead of one.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.local import LocallyConnected2d
+        >>> conv = nn.Conv2d(2, 4, 3, padding=1)
+        >>> local = LocallyConnected2d.from_conv(conv, input_size=(8, 8))
+        >>> x = torch.randn(1, 2, 8, 8)
+        >>> torch.allclose(local(x), conv(x), atol=1e-6)
+        True
+        >>> count_parameters(conv), count_parameters(local)  # 8·8 positions × 76
+        (76, 4864)
     """
 
     def __init__(
@@ -145,10 +250,9 @@ class LocallyConnected2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
-        self.in_channels = _positive(in_channels, "in_channels")
-        self.out_channels = _positive(out_channels, "out_channels")
+        check_choice(padding_mode, "padding_mode", _PADDING_MODES)
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.out_channels = check_int(out_channels, "out_channels", minimum=1)
         self.input_size = _pair(input_size, "input_size")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
@@ -180,18 +284,29 @@ class LocallyConnected2d(nn.Module):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, input_size: int | tuple[int, int]) -> LocallyConnected2d:
         """A locally connected layer whose filter at every position is a copy of ``conv``'s:
-        the same function as ``conv`` on inputs of ``input_size``, with the tie cut."""
+        the same function as ``conv`` on inputs of ``input_size``, with the tie cut.
+
+        Args:
+            conv: an ``nn.Conv2d`` with ``groups=1``, ``dilation=1``, numeric padding and
+                padding mode ``"zeros"`` or ``"circular"``.
+            input_size: ``(height, width)`` of the inputs, or one int for a square input.
+
+        Returns:
+            A new layer on ``conv``'s device and dtype; later changes to either do not reach
+            the other.
+
+        Raises:
+            TypeError: ``conv`` is not an ``nn.Conv2d``.
+            ValueError: ``conv`` has groups, dilation, string padding or another padding mode.
+        """
         if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+            raise TypeError(f"conv must be an nn.Conv2d, got {describe(conv)}")
         if conv.groups != 1 or conv.dilation != (1, 1) or isinstance(conv.padding, str):
             raise ValueError(
                 "conv must have groups=1, dilation=1 and numeric padding, got "
                 f"groups={conv.groups}, dilation={conv.dilation}, padding={conv.padding!r}"
             )
-        if conv.padding_mode not in _PADDING_MODES:
-            raise ValueError(
-                f"conv.padding_mode must be one of {_PADDING_MODES}, got {conv.padding_mode!r}"
-            )
+        check_choice(conv.padding_mode, "conv.padding_mode", _PADDING_MODES)
         layer = cls(
             conv.in_channels,
             conv.out_channels,
@@ -211,6 +326,7 @@ class LocallyConnected2d(nn.Module):
         return layer
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Apply every position's own filter to its window (see Shape above)."""
         if input.dim() != 4:
             raise ValueError(
                 f"input must be 4-D (batch, channels, height, width), got {tuple(input.shape)}"
@@ -281,21 +397,41 @@ def conv_as_dense(
     Returns:
         ``(matrix, index_map)``, both of shape ``(out_channels·H_out·W_out, C·H·W)``; the matrix
         has ``conv.weight``'s dtype and device, the map is ``int64``.
+
+    Raises:
+        TypeError: ``conv`` is not an ``nn.Conv2d``, or ``input_shape`` is not a tuple of ints.
+        ValueError: ``conv`` has groups or another padding mode; ``input_shape`` is not three
+            positive sizes or has the wrong channels; the matrix would exceed ``max_entries``;
+            a circular kernel would wrap onto the same pixel twice.
+
+    Examples:
+        A 3×3 convolution on a 4×4 image is a 16×16 matrix with 100 non-zero entries, all
+        copies of the kernel's 9 weights.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.layers.local import conv_as_dense
+        >>> conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        >>> matrix, index_map = conv_as_dense(conv, (1, 4, 4))
+        >>> x = torch.randn(1, 1, 4, 4)
+        >>> matrix.shape, torch.allclose(matrix @ x.flatten(), conv(x).flatten(), atol=1e-6)
+        (torch.Size([16, 16]), True)
+        >>> int((index_map >= 0).sum()), int(index_map.max()) + 1
+        (100, 9)
     """
     if not isinstance(conv, nn.Conv2d):
-        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        raise TypeError(f"conv must be an nn.Conv2d, got {describe(conv)}")
     if conv.groups != 1:
         raise ValueError(f"conv must have groups=1, got groups={conv.groups}")
-    if conv.padding_mode not in _PADDING_MODES:
-        raise ValueError(
-            f"conv.padding_mode must be one of {_PADDING_MODES}, got {conv.padding_mode!r}"
+    check_choice(conv.padding_mode, "conv.padding_mode", _PADDING_MODES)
+    if not isinstance(input_shape, (tuple, list, torch.Size)):
+        raise TypeError(
+            f"input_shape must be a tuple (channels, height, width), got {describe(input_shape)}"
         )
-    if (
-        not isinstance(input_shape, (tuple, list, torch.Size))
-        or len(input_shape) != 3
-        or not all(isinstance(v, int) and v >= 1 for v in input_shape)
-    ):
+    if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    for size in input_shape:
+        check_int(size, "every entry of input_shape (channels, height, width)", minimum=1)
     channels, height, width = input_shape
     if channels != conv.in_channels:
         raise ValueError(
@@ -356,9 +492,34 @@ def shift2d(images: torch.Tensor, dy: int, dx: int, mode: str = "zeros") -> torc
 
     ``mode="zeros"`` fills the vacated pixels with zeros and drops what leaves the frame;
     ``mode="circular"`` wraps around (``torch.roll``).
+
+    Args:
+        images: a tensor ``(..., height, width)``.
+        dy: rows to shift down (negative: up).
+        dx: columns to shift right (negative: left).
+        mode: ``"zeros"`` or ``"circular"``.
+
+    Returns:
+        A new tensor of the shape of ``images``.
+
+    Raises:
+        TypeError: ``mode`` is not a string.
+        ValueError: ``mode`` is unknown, or ``images`` has fewer than 2 dimensions.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.layers.local import shift2d
+        >>> x = torch.arange(9.0).reshape(3, 3)
+        >>> shift2d(x, 1, 0)
+        tensor([[0., 0., 0.],
+                [0., 1., 2.],
+                [3., 4., 5.]])
+        >>> shift2d(x, 0, 1, mode="circular")
+        tensor([[2., 0., 1.],
+                [5., 3., 4.],
+                [8., 6., 7.]])
     """
-    if mode not in _PADDING_MODES:
-        raise ValueError(f"mode must be one of {_PADDING_MODES}, got {mode!r}")
+    check_choice(mode, "mode", _PADDING_MODES)
     if images.dim() < 2:
         raise ValueError(f"images must have at least 2 dims (…, H, W), got {tuple(images.shape)}")
     if mode == "circular":
@@ -390,6 +551,41 @@ def shift_equivariance_error(
     receptive-field radius) away from both the frame and the vacated band. With
     ``mode="circular"`` nothing is lost, the whole map is interior and the border is ``None``.
     ``layer`` must keep the spatial size (stride 1, "same" padding).
+
+    Args:
+        layer: the module to test, applied to ``images`` as a batch.
+        images: a batch ``(batch, channels, height, width)``.
+        dy: rows to shift down (negative: up).
+        dx: columns to shift right (negative: left).
+        mode: ``"zeros"`` or ``"circular"``, as in :func:`shift2d`.
+        margin: width of the band next to the frame and the vacated pixels that counts as
+            border (``mode="zeros"`` only).
+
+    Returns:
+        ``(interior, border)``: the largest relative differences; ``border`` is ``None`` for
+        ``mode="circular"`` or when there is no border.
+
+    Raises:
+        TypeError: ``mode`` is not a string.
+        ValueError: ``mode`` is unknown, ``layer`` changes the spatial size, or the shift and
+            the margin leave no interior.
+
+    Examples:
+        A shared (convolutional) filter commutes with the shift; one filter per position does
+        not.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.layers.local import LocallyConnected2d, shift_equivariance_error
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.randn(1, 1, 8, 8)
+        >>> conv = nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")
+        >>> interior, border = shift_equivariance_error(conv, x, 1, 2, mode="circular")
+        >>> interior < 1e-6, border
+        (True, None)
+        >>> local = LocallyConnected2d(1, 2, 8, 3, padding=1, padding_mode="circular")
+        >>> shift_equivariance_error(local, x, 1, 2, mode="circular")[0] > 0.5
+        True
     """
     with torch.no_grad():
         output = layer(images)

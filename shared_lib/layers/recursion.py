@@ -8,8 +8,9 @@ in a looped or Universal Transformer); what varies per token is only the compute
 :class:`MixtureOfRecursions` trains with a *soft* choice (the output is the router-weighted
 mixture of the states after 1, 2, ... passes, so the router gets gradients) and runs with a
 *hard* one (each token takes its most probable depth and leaves the loop there; tokens that have
-left cost nothing). :func:`iterated_map_task` is a task built for it: the target of a token is a
-fixed map applied ``k`` times, with ``k`` (its difficulty) varying from token to token.
+left cost nothing). :func:`shared_lib.data.sequences.iterated_map_task` is a task built for it:
+the target of a token is a fixed map applied ``k`` times, with ``k`` (its difficulty) varying
+from token to token.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_int, check_module
 
 __all__ = [
     "MixtureOfRecursions",
@@ -25,7 +26,8 @@ __all__ = [
 
 
 class MixtureOfRecursions(nn.Module):
-    """A shared ``block`` applied 1 to ``max_recursions`` times, the depth chosen per token.
+    """A shared ``block`` applied 1 to ``max_recursions`` times, the depth chosen per token
+    (chapter 08).
 
     Args:
         block: the shared step, ``block(state) -> state`` of the same shape ``(n, features)``.
@@ -44,6 +46,35 @@ class MixtureOfRecursions(nn.Module):
     ``expected_depth``, for a compute penalty. In eval mode (or ``hard=True``) each token
     takes ``argmax p`` passes; ``last_depths`` holds them (1-based) and
     ``block_calls`` the number of token-passes actually computed.
+
+    Raises:
+        TypeError: ``block`` is not an ``nn.Module``, or a size is not an int.
+        ValueError: a size is below 1, or ``start_depth`` exceeds ``max_recursions``.
+
+    Shape:
+        - Input: ``x`` of shape ``(tokens, features)``; ``router_input`` (optional) of shape
+          ``(tokens, router_features)``.
+        - Output: ``(tokens, features)``.
+
+    Examples:
+        One block for every depth: the parameters are the block's and the router's, however
+        many passes a token takes.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.recursion import MixtureOfRecursions
+        >>> _ = torch.manual_seed(0)
+        >>> block = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+        >>> mor = MixtureOfRecursions(block, max_recursions=3, router_features=8, start_depth=1)
+        >>> count_parameters(mor) == count_parameters(block) + count_parameters(mor.router)
+        True
+        >>> x = torch.randn(5, 8)
+        >>> mor(x).shape, mor.block_calls  # training: every token through all 3 passes
+        (torch.Size([5, 8]), 15)
+        >>> _ = mor.eval()(x)
+        >>> mor.last_depths.tolist(), mor.block_calls  # eval: each token leaves at its depth
+        ([1, 1, 1, 1, 1], 5)
     """
 
     def __init__(
@@ -55,13 +86,11 @@ class MixtureOfRecursions(nn.Module):
         start_bias: float = 4.0,
     ) -> None:
         super().__init__()
-        if not isinstance(block, nn.Module):
-            raise TypeError(f"block must be an nn.Module, got {type(block).__name__}")
-        self.block = block
-        self.max_recursions = _check_int(max_recursions, "max_recursions", 1)
-        self.router = nn.Linear(_check_int(router_features, "router_features", 1), max_recursions)
+        self.block = check_module(block, "block")
+        self.max_recursions = check_int(max_recursions, "max_recursions", 1)
+        self.router = nn.Linear(check_int(router_features, "router_features", 1), max_recursions)
         if start_depth is not None:
-            _check_int(start_depth, "start_depth", 1)
+            check_int(start_depth, "start_depth", 1)
             if start_depth > max_recursions:
                 raise ValueError(
                     f"start_depth must be <= max_recursions ({max_recursions}), got {start_depth}"
@@ -74,7 +103,11 @@ class MixtureOfRecursions(nn.Module):
         self.block_calls = 0
 
     def depth_probabilities(self, router_input: torch.Tensor) -> torch.Tensor:
-        """``(n, max_recursions)``: the router's probability of 1, 2, ... passes per token."""
+        """``(n, max_recursions)``: the router's probability of 1, 2, ... passes per token.
+
+        Args:
+            router_input: ``(n, router_features)``, the router's input for ``n`` tokens.
+        """
         return self.router(router_input).softmax(dim=-1)
 
     def forward(
@@ -83,6 +116,20 @@ class MixtureOfRecursions(nn.Module):
         router_input: torch.Tensor | None = None,
         hard: bool | None = None,
     ) -> torch.Tensor:
+        """The tokens after their passes through the shared block.
+
+        Args:
+            x: ``(tokens, features)``, the initial state.
+            router_input: ``(tokens, router_features)`` for the router; ``None`` routes on ``x``.
+            hard: take each token's most probable depth (``True``) or mix the depths by their
+                probabilities (``False``); ``None`` means hard in eval mode only.
+
+        Returns:
+            ``(tokens, features)``.
+
+        Raises:
+            ValueError: ``x`` is not 2-D, or ``router_input`` has another number of rows.
+        """
         if x.dim() != 2:
             raise ValueError(f"x must be (tokens, features), got shape {tuple(x.shape)}")
         router_input = x if router_input is None else router_input

@@ -20,14 +20,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_bool, check_int, check_module, describe
 
 __all__ = ["LoopedNet", "RelaxedSharedStack"]
 
 
 class LoopedNet(nn.Module):
     """``encoder`` → one ``step`` applied ``steps`` times → ``decoder``; one set of weights for
-    every iteration, so ``forward(x, steps=k)`` may run more (or fewer) iterations than training.
+    every iteration, so ``forward(x, steps=k)`` may run more (or fewer) iterations than training
+    (chapter 06).
 
     The step is called as ``step(state, inputs)``: the encoded input is fed to every iteration
     (so the step never forgets the question) and the state starts at zero. With a local step
@@ -39,18 +40,46 @@ class LoopedNet(nn.Module):
         step: the shared iteration, ``step(state, inputs) -> new state``.
         decoder: maps the final state to the output.
         steps: iterations when ``forward`` is not told otherwise.
+
+    Raises:
+        TypeError: a part is not an ``nn.Module``, or ``steps`` is not an int.
+        ValueError: ``steps`` is below 1.
+
+    Shape:
+        - Input: what ``encoder`` takes; ``encoder(x)`` gives the shape of the state.
+        - Output: what ``decoder`` gives for a state of that shape.
+
+    Examples:
+        One step's weights for any number of iterations.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.relaxed import LoopedNet
+        >>> from shared_lib.models.small import ConvStep
+        >>> net = LoopedNet(nn.Linear(1, 8), ConvStep(8), nn.Linear(8, 1), steps=4)
+        >>> x = torch.randn(2, 12, 1)  # 2 rows of 12 cells
+        >>> net(x).shape, net(x, steps=12).shape  # 12 iterations at test time, same weights
+        (torch.Size([2, 12, 1]), torch.Size([2, 12, 1]))
+        >>> count_parameters(net)  # encoder 16 + step 200 + decoder 9, whatever the steps
+        225
     """
 
     def __init__(self, encoder: nn.Module, step: nn.Module, decoder: nn.Module, steps: int) -> None:
         super().__init__()
         for argument, module in (("encoder", encoder), ("step", step), ("decoder", decoder)):
-            if not isinstance(module, nn.Module):
-                raise TypeError(f"{argument} must be an nn.Module, got {type(module).__name__}")
+            check_module(module, argument)
         self.encoder, self.step, self.decoder = encoder, step, decoder
-        self.steps = _check_int(steps, "steps", 1)
+        self.steps = check_int(steps, "steps", 1)
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        steps = self.steps if steps is None else _check_int(steps, "steps", 1)
+        """Encode ``x``, iterate the shared step ``steps`` times (default ``self.steps``), decode.
+
+        Raises:
+            TypeError: ``steps`` is not an int.
+            ValueError: ``steps`` is below 1.
+        """
+        steps = self.steps if steps is None else check_int(steps, "steps", 1)
         inputs = self.encoder(x)
         state = torch.zeros_like(inputs)
         for _ in range(steps):
@@ -62,7 +91,7 @@ class LoopedNet(nn.Module):
 
 
 class RelaxedSharedStack(nn.Module):
-    """One block applied ``n_layers`` times, layer ``i`` with weights ``W + B_i A_i``.
+    """One block applied ``n_layers`` times, layer ``i`` with weights ``W + B_i A_i`` (ch. 06).
 
     Args:
         block: the shared block, or a callable returning it (called once).
@@ -78,6 +107,33 @@ class RelaxedSharedStack(nn.Module):
     training moves each layer away from the shared weights only as far as its rank allows.
     Unique parameters: ``count_parameters(block) + n_layers · rank · Σ_targets (fan_in +
     fan_out)`` (:meth:`expected_parameters`).
+
+    Raises:
+        TypeError: ``block`` is neither a module nor a callable returning one; ``n_layers`` or
+            ``rank`` is not an int; ``residual`` is not a bool; ``targets`` is not a list.
+        ValueError: ``n_layers`` is below 1 or ``rank`` negative; ``targets`` names a missing
+            submodule, one without a 2-D weight, or one twice; ``rank > 0`` with no target.
+
+    Shape:
+        - Input: what ``block`` takes.
+        - Output: the same shape (each layer's output is the next layer's input).
+
+    Examples:
+        Rank 0 is full sharing; rank 1 adds 16 numbers per layer for the 8 × 8 weight and
+        starts as the same function.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.layers.relaxed import RelaxedSharedStack
+        >>> block = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+        >>> shared = RelaxedSharedStack(block, n_layers=6)
+        >>> relaxed = RelaxedSharedStack(block, n_layers=6, rank=1)
+        >>> count_parameters(shared), count_parameters(relaxed), relaxed.expected_parameters()
+        (72, 168, 168)
+        >>> x = torch.randn(3, 8)
+        >>> torch.allclose(shared(x), relaxed(x))  # B_i = 0 at the start
+        True
     """
 
     def __init__(
@@ -92,17 +148,14 @@ class RelaxedSharedStack(nn.Module):
         if not isinstance(block, nn.Module):
             if not callable(block):
                 raise TypeError(
-                    f"block must be an nn.Module or a callable returning one, "
-                    f"got {type(block).__name__}"
+                    f"block must be an nn.Module or a callable returning one, got {describe(block)}"
                 )
             block = block()
             if not isinstance(block, nn.Module):
-                raise TypeError(f"block() must return an nn.Module, got {type(block).__name__}")
-        self.n_layers = _check_int(n_layers, "n_layers", 1)
-        self.rank = _check_int(rank, "rank", 0)
-        if not isinstance(residual, bool):
-            raise TypeError(f"residual must be a bool, got {type(residual).__name__}")
-        self.residual = residual
+                raise TypeError(f"block() must return an nn.Module, got {describe(block)}")
+        self.n_layers = check_int(n_layers, "n_layers", 1)
+        self.rank = check_int(rank, "rank", 0)
+        self.residual = check_bool(residual, "residual")
         self.block = block
         self.targets = self._resolve_targets(block, targets)
         if self.rank > 0 and not self.targets:
@@ -127,7 +180,7 @@ class RelaxedSharedStack(nn.Module):
         if targets is None:
             return [name for name, module in modules.items() if isinstance(module, nn.Linear)]
         if isinstance(targets, str) or not isinstance(targets, Sequence):
-            raise TypeError(f"targets must be a list of module names, got {targets!r}")
+            raise TypeError(f"targets must be a list of module names, got {describe(targets)}")
         resolved = []
         for name in targets:
             if name not in modules:
@@ -155,8 +208,20 @@ class RelaxedSharedStack(nn.Module):
             nn.init.zeros_(self.lora_b[key])
 
     def delta(self, layer: int, name: str) -> torch.Tensor:
-        """The correction ``B_i A_i`` of target ``name`` at ``layer``, shaped like its weight."""
-        _check_int(layer, "layer", 0)
+        """The correction ``B_i A_i`` of target ``name`` at ``layer``, shaped like its weight.
+
+        Args:
+            layer: index of the layer, ``0 … n_layers-1``.
+            name: one of ``targets``.
+
+        Returns:
+            A tensor of the target weight's shape (zeros when ``rank`` is 0).
+
+        Raises:
+            TypeError: ``layer`` is not an int.
+            ValueError: ``layer`` is out of range, or ``name`` is not a target.
+        """
+        check_int(layer, "layer", 0)
         if layer >= self.n_layers:
             raise ValueError(f"layer must be < n_layers ({self.n_layers}), got {layer}")
         if name not in self.targets:
@@ -168,6 +233,7 @@ class RelaxedSharedStack(nn.Module):
         return (self.lora_b[key][layer] @ self.lora_a[key][layer]).view_as(weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block applied ``n_layers`` times, layer ``i`` with its corrected weights."""
         for layer in range(self.n_layers):
             if self.rank == 0:
                 out = self.block(x)

@@ -8,7 +8,8 @@
 - :class:`MoELayer` / :class:`MoEConfig` / :class:`MoETransformerConfig`: mixtures of experts
   with shared experts, and DeepSeekMoE 16B counted from its config (chapter 08).
 - :data:`PRESETS`: the famous configurations by name, :data:`PUBLISHED_PARAMETERS` their
-  published sizes, :data:`ALBERT_TABLE3` / :data:`ALBERT_TABLE4` ALBERT's ablations.
+  published sizes, :data:`~shared_lib.models.transformer.ALBERT_TABLE3` /
+  :data:`~shared_lib.models.transformer.ALBERT_TABLE4` ALBERT's ablations.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from shared_lib.models.transformer import (
     albert_config,
 )
 
-#: Every named configuration: BERT / ALBERT (ALBERT's Table 1) and the GPT-2 sizes.
+#: Every named configuration, BERT / ALBERT (ALBERT's Table 1) and the GPT-2 sizes.
 PRESETS: dict[str, TransformerConfig | GPTConfig] = {**ENCODER_PRESETS, **GPT_PRESETS}
 
 #: Published parameter count (millions) and its source, for every preset.
@@ -64,9 +65,23 @@ def build_model(
 ) -> nn.Module:
     """The model for a preset name or a config; ``device="meta"`` builds it without memory.
 
-    >>> from shared_lib.counting import count_parameters
-    >>> count_parameters(build_model("albert-xxlarge", device="meta"))
-    222595584
+    Args:
+        config: a name in :data:`PRESETS`, a :class:`TransformerConfig` or a
+            :class:`GPTConfig`.
+        device: where to build the parameters; ``None`` uses the current default device.
+
+    Returns:
+        A :class:`TransformerEncoder` or a :class:`GPT`.
+
+    Raises:
+        ValueError: ``config`` is a name that is not a preset.
+        TypeError: ``config`` is neither a name nor one of the two config types.
+
+    Examples:
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import build_model
+        >>> count_parameters(build_model("albert-xxlarge", device="meta"))
+        222595584
     """
     if isinstance(config, str):
         if config not in PRESETS:

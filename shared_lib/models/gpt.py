@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib.models.transformer import INIT_STD, _check_bool, _check_float, _check_int
+from shared_lib._validation import check_bool, check_float, check_int
+from shared_lib.models.transformer import INIT_STD
 
 __all__ = ["GPT", "GPT_PRESETS", "GPT_PUBLISHED_PARAMETERS", "Block", "GPTConfig"]
 
@@ -36,6 +37,21 @@ class GPTConfig:
         dropout: dropout probability (embeddings, attention weights, residual branches).
         bias: biases in the Linear layers and LayerNorms (GPT-2: True).
         tie_embeddings: use the token embedding as the output layer's weight (GPT-2: True).
+
+    Raises:
+        TypeError: a size is not an int, ``dropout`` not a real number, or a flag not a bool.
+        ValueError: a size is below 1, ``n_head`` does not divide ``n_embd``, or ``dropout``
+            is outside ``[0, 1)``.
+
+    Examples:
+        >>> import dataclasses
+        >>> from shared_lib.models import GPTConfig
+        >>> GPTConfig().n_embd, GPTConfig().tie_embeddings  # the defaults are GPT-2 small
+        (768, True)
+        >>> config = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16)
+        >>> dataclasses.replace(config, n_head=3)
+        Traceback (most recent call last):
+        ValueError: GPTConfig.n_embd (16) must be divisible by GPTConfig.n_head (3)
     """
 
     vocab_size: int = 50257
@@ -50,15 +66,15 @@ class GPTConfig:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _check_int(owner, name, getattr(self, name))
+            check_int(getattr(self, name), f"{owner}.{name}", minimum=1)
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"{owner}.n_embd ({self.n_embd}) must be divisible by "
                 f"{owner}.n_head ({self.n_head})"
             )
-        _check_float(owner, "dropout", self.dropout, 0.0, 1.0)
-        _check_bool(owner, "bias", self.bias)
-        _check_bool(owner, "tie_embeddings", self.tie_embeddings)
+        check_float(self.dropout, f"{owner}.dropout", 0.0, 1.0, high_inclusive=False)
+        check_bool(self.bias, f"{owner}.bias")
+        check_bool(self.tie_embeddings, f"{owner}.tie_embeddings")
 
 
 class CausalSelfAttention(nn.Module):
@@ -101,7 +117,24 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+    """Pre-LN transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))`` (chapter 04).
+
+    Args:
+        config: a :class:`GPTConfig` (``n_embd``, ``n_head``, ``dropout`` and ``bias`` are
+            read).
+
+    Shape:
+        - Input: ``(batch, length, n_embd)``.
+        - Output: ``(batch, length, n_embd)``; position ``t`` depends on positions ``<= t`` only.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import Block, GPTConfig
+        >>> block = Block(GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16))
+        >>> block(torch.randn(2, 5, 16)).shape, count_parameters(block)  # 12·16² + 13·16
+        (torch.Size([2, 5, 16]), 3280)
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -111,6 +144,7 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The two residual sublayers, each after its LayerNorm."""
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
@@ -118,13 +152,45 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """GPT-2 language model; ``tie_embeddings`` makes ``lm_head.weight`` the token embedding.
 
-    Used in chapter 04 to count GPT-2 with and without the tie. Builds on the meta device::
-
-        with torch.device("meta"):
-            model = GPT(PRESETS["gpt2-small"])
+    Used in chapter 04 to count GPT-2 with and without the tie. Builds on the meta device, so
+    that the presets can be counted without memory (see below).
 
     Args:
         config: a :class:`GPTConfig`.
+
+    Raises:
+        TypeError: ``config`` is not a :class:`GPTConfig`.
+
+    Shape:
+        - Input: ``idx`` of shape ``(batch, length)`` with ``length <= block_size``; optional
+          ``targets`` of the same shape.
+        - Output: ``(logits, loss)``: logits ``(batch, length, vocab_size)``, loss a scalar
+          ``()`` (``None`` without targets).
+
+    Examples:
+        The tie is one tensor under two names; it is stored once and used twice.
+
+        >>> import dataclasses
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import GPT, PRESETS, GPTConfig
+        >>> from shared_lib.tying import shared_groups
+        >>> model = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16))
+        >>> shared_groups(model)
+        [['transformer.wte.weight', 'lm_head.weight']]
+        >>> count_parameters(model), count_parameters(model, unique=False)  # 64·16 saved
+        (7872, 8896)
+        >>> logits, loss = model(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8)))
+        >>> logits.shape, loss.shape
+        (torch.Size([2, 8, 64]), torch.Size([]))
+
+        GPT-2 small on the meta device, with and without the tie:
+
+        >>> small = PRESETS["gpt2-small"]
+        >>> with torch.device("meta"):
+        ...     tied, untied = GPT(small), GPT(dataclasses.replace(small, tie_embeddings=False))
+        >>> count_parameters(tied), count_parameters(untied)
+        (124439808, 163037184)
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -177,6 +243,10 @@ class GPT(nn.Module):
 
         Returns:
             ``(logits, loss)``: logits (B, T, vocab_size); loss a scalar, or ``None``.
+
+        Raises:
+            ValueError: ``idx`` is not 2-D or longer than ``block_size``, or ``targets`` has
+                another shape.
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (batch, length), got {tuple(idx.shape)}")

@@ -17,19 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_bool, check_float, check_int
+
 __all__ = ["LSTMLanguageModel", "NGramLanguageModel"]
-
-
-def _positive(value: object, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{argument} must be a positive int, got {value!r}")
-    return value
-
-
-def _check_tie(tie_embeddings: object) -> bool:
-    if not isinstance(tie_embeddings, bool):
-        raise TypeError(f"tie_embeddings must be a bool, got {type(tie_embeddings).__name__}")
-    return tie_embeddings
 
 
 @torch.no_grad()
@@ -42,7 +32,8 @@ def _reset_embedding_and_output(model: nn.Module) -> None:
 
 
 class NGramLanguageModel(nn.Module):
-    """Feed-forward LM: the embeddings of the last ``context`` tokens → tanh layer → vocabulary.
+    """Feed-forward LM: the embeddings of the last ``context`` tokens → tanh layer → vocabulary
+    (chapter 04).
 
     Position t sees tokens t - context + 1 … t (zero vectors before the start of the window),
     so one call scores every position of a ``(batch, time)`` batch at once.
@@ -52,16 +43,38 @@ class NGramLanguageModel(nn.Module):
         width: embedding size = hidden size d.
         context: number of tokens the prediction depends on.
         tie_embeddings: use the embedding matrix as the output layer's weight (saves V·d).
+
+    Raises:
+        TypeError: a size is not an int, or ``tie_embeddings`` is not a bool.
+        ValueError: a size is below 1.
+
+    Shape:
+        - Input: ``(batch, time)`` token ids.
+        - Output: ``(batch, time, vocab_size)`` next-token logits.
+
+    Examples:
+        The tie: one ``(50, 16)`` matrix reads and scores the tokens, 800 parameters saved.
+
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models.lm import NGramLanguageModel
+        >>> from shared_lib.tying import shared_groups
+        >>> tied = NGramLanguageModel(50, width=16, context=4)
+        >>> untied = NGramLanguageModel(50, width=16, context=4, tie_embeddings=False)
+        >>> count_parameters(tied), count_parameters(untied), shared_groups(tied)
+        (1890, 2690, [['embedding.weight', 'output.weight']])
+        >>> tied(torch.randint(0, 50, (2, 9))).shape
+        torch.Size([2, 9, 50])
     """
 
     def __init__(
         self, vocab_size: int, width: int = 48, context: int = 4, tie_embeddings: bool = True
     ) -> None:
         super().__init__()
-        _positive(vocab_size, "vocab_size")
-        _positive(width, "width")
-        self.context = _positive(context, "context")
-        self.tie_embeddings = _check_tie(tie_embeddings)
+        check_int(vocab_size, "vocab_size", minimum=1)
+        check_int(width, "width", minimum=1)
+        self.context = check_int(context, "context", minimum=1)
+        self.tie_embeddings = check_bool(tie_embeddings, "tie_embeddings")
         self.embedding = nn.Embedding(vocab_size, width)
         self.hidden = nn.Linear(context * width, width)
         self.output = nn.Linear(width, vocab_size)
@@ -89,14 +102,37 @@ class NGramLanguageModel(nn.Module):
 
 
 class LSTMLanguageModel(nn.Module):
-    """Embedding → LSTM → dropout → Linear to the vocabulary; ``forward(ids)`` gives logits.
+    """Embedding → LSTM → dropout → Linear to the vocabulary; ``forward(ids)`` gives logits
+    (chapter 04).
 
     Args:
         vocab_size: number of tokens V.
         width: embedding size = LSTM hidden size d.
         num_layers: stacked LSTM layers.
-        dropout: dropout on the embeddings and on the LSTM output.
+        dropout: dropout on the embeddings and on the LSTM output, in ``[0, 1)``.
         tie_embeddings: use the embedding matrix as the output layer's weight (saves V·d).
+
+    Raises:
+        TypeError: a size is not an int, ``dropout`` not a real number, or ``tie_embeddings``
+            not a bool.
+        ValueError: a size is below 1, or ``dropout`` is outside ``[0, 1)``.
+
+    Shape:
+        - Input: ``(batch, time)`` token ids.
+        - Output: ``(batch, time, vocab_size)`` next-token logits.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models.lm import LSTMLanguageModel
+        >>> tied = LSTMLanguageModel(50, width=16)
+        >>> untied = LSTMLanguageModel(50, width=16, tie_embeddings=False)
+        >>> tied.output.weight is tied.embedding.weight
+        True
+        >>> count_parameters(tied), count_parameters(untied)
+        (3026, 3826)
+        >>> tied(torch.randint(0, 50, (2, 9))).shape
+        torch.Size([2, 9, 50])
     """
 
     def __init__(
@@ -108,12 +144,11 @@ class LSTMLanguageModel(nn.Module):
         tie_embeddings: bool = True,
     ) -> None:
         super().__init__()
-        _positive(vocab_size, "vocab_size")
-        _positive(width, "width")
-        _positive(num_layers, "num_layers")
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.tie_embeddings = _check_tie(tie_embeddings)
+        check_int(vocab_size, "vocab_size", minimum=1)
+        check_int(width, "width", minimum=1)
+        check_int(num_layers, "num_layers", minimum=1)
+        check_float(dropout, "dropout", 0.0, 1.0, high_inclusive=False)
+        self.tie_embeddings = check_bool(tie_embeddings, "tie_embeddings")
         self.embedding = nn.Embedding(vocab_size, width)
         self.lstm = nn.LSTM(width, width, num_layers=num_layers, batch_first=True)
         self.dropout = nn.Dropout(dropout)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_bool, check_int, describe
 
 __all__ = [
     "DEEPSEEK_MOE_16B",
@@ -35,29 +35,56 @@ __all__ = [
 
 
 class Expert(nn.Module):
-    """One feed-forward expert. ``gated=True``: SwiGLU, ``down(silu(gate(x)) * up(x))`` with
-    three bias-free matrices, as in DeepSeekMoE; ``gated=False``: ``down(relu(up(x)))`` with
-    biases (two matrices), the classic MLP."""
+    """One feed-forward expert (chapter 08). ``gated=True``: SwiGLU,
+    ``down(silu(gate(x)) * up(x))`` with three bias-free matrices, as in DeepSeekMoE;
+    ``gated=False``: ``down(relu(up(x)))`` with biases (two matrices), the classic MLP.
+
+    Args:
+        hidden_size: width of the tokens.
+        intermediate_size: inner width of the expert.
+        gated: SwiGLU (``True``) or a ReLU MLP with biases (``False``).
+
+    Raises:
+        TypeError: a size is not an int, or ``gated`` is not a bool.
+        ValueError: a size is below 1.
+
+    Shape:
+        - Input: ``(*, hidden_size)``.
+        - Output: ``(*, hidden_size)``.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models.moe import Expert
+        >>> expert = Expert(16, 32)
+        >>> expert(torch.randn(3, 16)).shape, count_parameters(expert), Expert.count(16, 32)
+        (torch.Size([3, 16]), 1536, 1536)
+    """
 
     def __init__(self, hidden_size: int, intermediate_size: int, gated: bool = True) -> None:
         super().__init__()
-        _check_int(hidden_size, "hidden_size", 1)
-        _check_int(intermediate_size, "intermediate_size", 1)
-        if not isinstance(gated, bool):
-            raise TypeError(f"gated must be a bool, got {type(gated).__name__}")
-        self.gated = gated
+        check_int(hidden_size, "hidden_size", 1)
+        check_int(intermediate_size, "intermediate_size", 1)
+        self.gated = check_bool(gated, "gated")
         self.up = nn.Linear(hidden_size, intermediate_size, bias=not gated)
         self.down = nn.Linear(intermediate_size, hidden_size, bias=not gated)
         self.gate = nn.Linear(hidden_size, intermediate_size, bias=False) if gated else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The expert's output for every token of ``x``."""
         if self.gate is None:
             return self.down(torch.relu(self.up(x)))
         return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
 
     @staticmethod
     def count(hidden_size: int, intermediate_size: int, gated: bool = True) -> int:
-        """Parameters of one expert: ``3·h·i`` gated, ``2·h·i + i + h`` plain."""
+        """Parameters of one expert: ``3·h·i`` gated, ``2·h·i + i + h`` plain.
+
+        Args:
+            hidden_size: width ``h`` of the tokens.
+            intermediate_size: inner width ``i``.
+            gated: count the SwiGLU expert (three matrices) or the plain one.
+        """
         if gated:
             return 3 * hidden_size * intermediate_size
         return 2 * hidden_size * intermediate_size + intermediate_size + hidden_size
@@ -66,10 +93,31 @@ class Expert(nn.Module):
 @dataclass(frozen=True)
 class MoEConfig:
     """One MoE layer: ``n_routed`` experts of which each token uses ``top_k``, plus ``n_shared``
-    experts that every token uses. Experts are :class:`Expert` of width ``expert_size``.
+    experts that every token uses. Experts are :class:`Expert` of width ``expert_size``
+    (chapter 08).
 
-    ``normalize_topk``: rescale the ``top_k`` gate values to sum to one (DeepSeekMoE 16B does
-    not: its gates are the softmax probabilities of the chosen experts).
+    Attributes:
+        hidden_size: width of the tokens.
+        expert_size: inner width of every expert.
+        n_routed: number of routed experts.
+        top_k: routed experts per token, at most ``n_routed``.
+        n_shared: always-on shared experts.
+        gated: SwiGLU experts (``True``) or ReLU MLPs with biases.
+        normalize_topk: rescale the ``top_k`` gate values to sum to one (DeepSeekMoE 16B does
+            not: its gates are the softmax probabilities of the chosen experts).
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size is below its minimum (1, or 0 for ``n_shared``), or ``top_k``
+            exceeds ``n_routed``.
+
+    Examples:
+        Nine experts stored, three used per token: one shared and the top two routed.
+
+        >>> from shared_lib.models import MoEConfig
+        >>> config = MoEConfig(hidden_size=16, expert_size=32, n_routed=8, top_k=2, n_shared=1)
+        >>> config.total_parameters(), config.active_parameters()  # router: 8 · 16
+        (13952, 4736)
     """
 
     hidden_size: int
@@ -81,11 +129,11 @@ class MoEConfig:
     normalize_topk: bool = False
 
     def __post_init__(self) -> None:
-        _check_int(self.hidden_size, "hidden_size", 1)
-        _check_int(self.expert_size, "expert_size", 1)
-        _check_int(self.n_routed, "n_routed", 1)
-        _check_int(self.top_k, "top_k", 1)
-        _check_int(self.n_shared, "n_shared", 0)
+        check_int(self.hidden_size, "hidden_size", 1)
+        check_int(self.expert_size, "expert_size", 1)
+        check_int(self.n_routed, "n_routed", 1)
+        check_int(self.top_k, "top_k", 1)
+        check_int(self.n_shared, "n_shared", 0)
         if self.top_k > self.n_routed:
             raise ValueError(f"top_k must be <= n_routed ({self.n_routed}), got {self.top_k}")
 
@@ -116,12 +164,37 @@ class MoELayer(nn.Module):
     forward pass, ``last_load`` holds the fraction of routed slots each expert received and
     ``aux_loss`` the load-balancing loss ``n_routed · Σ_e load_e · mean_prob_e`` (Switch
     Transformer style; 1.0 when perfectly balanced), for a training loop that wants it.
+    Chapter 08.
+
+    Args:
+        config: a :class:`MoEConfig`.
+
+    Raises:
+        TypeError: ``config`` is not a :class:`MoEConfig`.
+
+    Shape:
+        - Input: ``(*, hidden_size)``; every vector is one token.
+        - Output: ``(*, hidden_size)``.
+
+    Examples:
+        What one token touches, counted on the modules, is the config's active count.
+
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import MoEConfig, MoELayer
+        >>> config = MoEConfig(hidden_size=16, expert_size=32, n_routed=8, top_k=2, n_shared=1)
+        >>> layer = MoELayer(config)
+        >>> x = torch.randn(4, 5, 16)
+        >>> layer(x).shape, count_parameters(layer) == config.total_parameters()
+        (torch.Size([4, 5, 16]), True)
+        >>> layer.active_parameters_for(x[0, 0]) == config.active_parameters()
+        True
     """
 
     def __init__(self, config: MoEConfig) -> None:
         super().__init__()
         if not isinstance(config, MoEConfig):
-            raise TypeError(f"config must be a MoEConfig, got {type(config).__name__}")
+            raise TypeError(f"config must be a MoEConfig, got {describe(config)}")
         self.config = config
         h, i, gated = config.hidden_size, config.expert_size, config.gated
         self.router = nn.Linear(h, config.n_routed, bias=False)
@@ -131,7 +204,14 @@ class MoELayer(nn.Module):
         self.aux_loss: torch.Tensor | None = None
 
     def route(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Gate values ``(n, top_k)``, expert indices ``(n, top_k)`` and all probabilities."""
+        """Gate values ``(n, top_k)``, expert indices ``(n, top_k)`` and all probabilities.
+
+        Args:
+            tokens: ``(n, hidden_size)``.
+
+        Returns:
+            ``(gates, indices, probabilities)``; ``probabilities`` is ``(n, n_routed)``.
+        """
         probabilities = self.router(tokens).softmax(dim=-1)
         gates, indices = probabilities.topk(self.config.top_k, dim=-1)
         if self.config.normalize_topk:
@@ -139,6 +219,8 @@ class MoELayer(nn.Module):
         return gates, indices, probabilities
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shared experts on every token plus the gated ``top_k`` routed experts; records
+        ``last_load`` and ``aux_loss``."""
         if x.shape[-1] != self.config.hidden_size:
             raise ValueError(
                 f"x must end in hidden_size={self.config.hidden_size}, got shape {tuple(x.shape)}"
@@ -161,7 +243,14 @@ class MoELayer(nn.Module):
     @torch.no_grad()
     def active_parameters_for(self, token: torch.Tensor) -> int:
         """Parameters one token touches, counted on the modules: the router, every shared
-        expert, and the routed experts the router picks for it."""
+        expert, and the routed experts the router picks for it.
+
+        Args:
+            token: one token, shape ``(hidden_size,)``.
+
+        Raises:
+            ValueError: ``token`` has another shape.
+        """
         if token.shape != (self.config.hidden_size,):
             raise ValueError(
                 f"token must have shape ({self.config.hidden_size},), got {tuple(token.shape)}"
@@ -185,31 +274,74 @@ class MoEClassifier(nn.Module):
         classes: number of output logits.
 
     After a forward pass ``moe.aux_loss`` holds the layer's load-balancing loss.
+
+    Raises:
+        TypeError: ``config`` is not a :class:`MoEConfig`, or a size is not an int.
+        ValueError: a size is below 1.
+
+    Shape:
+        - Input: ``(batch, in_features)``.
+        - Output: ``(batch, classes)``, logits.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.models.moe import MoEClassifier, MoEConfig
+        >>> model = MoEClassifier(MoEConfig(16, 16, n_routed=4, top_k=1, n_shared=1))
+        >>> model(torch.randn(3, 64)).shape, model.moe.aux_loss.shape
+        (torch.Size([3, 10]), torch.Size([]))
     """
 
     def __init__(self, config: MoEConfig, in_features: int = 64, classes: int = 10) -> None:
         super().__init__()
         if not isinstance(config, MoEConfig):
-            raise TypeError(f"config must be a MoEConfig, got {type(config).__name__}")
-        _check_int(in_features, "in_features", 1)
-        _check_int(classes, "classes", 1)
+            raise TypeError(f"config must be a MoEConfig, got {describe(config)}")
+        check_int(in_features, "in_features", 1)
+        check_int(classes, "classes", 1)
         self.embed = nn.Linear(in_features, config.hidden_size)
         self.moe = MoELayer(config)
         self.head = nn.Linear(config.hidden_size, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of inputs."""
         h = torch.relu(self.embed(x))
         return self.head(h + self.moe(h))
 
 
 @dataclass(frozen=True)
 class MoETransformerConfig:
-    """A decoder-only LM with MoE feed-forward blocks, described well enough to count it.
+    """A decoder-only LM with MoE feed-forward blocks, described well enough to count it
+    (chapter 08).
 
     Layout per layer: RMSNorm, bias-free attention ``q, k, v, o`` (``hidden × hidden`` each),
     RMSNorm, then a dense SwiGLU FFN of width ``dense_intermediate_size`` for the first
     ``first_dense_layers`` layers and an MoE layer (``moe``) after. Token embedding, final
     RMSNorm and an output head (tied to the embedding if ``tie_embeddings``).
+
+    Attributes:
+        vocab_size: number of tokens.
+        hidden_size: width of the residual stream.
+        num_layers: number of layers.
+        num_heads: attention heads; must divide ``hidden_size`` (they do not change the count).
+        dense_intermediate_size: inner width of the dense FFN layers.
+        first_dense_layers: how many of the first layers have a dense FFN instead of an MoE.
+        moe: the MoE layer of the other layers; its ``hidden_size`` must be ``hidden_size``.
+        tie_embeddings: the output head reuses the token embedding.
+
+    Raises:
+        TypeError: a size is not an int, or ``moe`` is not a :class:`MoEConfig`.
+        ValueError: a size is below its minimum, ``first_dense_layers`` exceeds ``num_layers``,
+            ``num_heads`` does not divide ``hidden_size``, or ``moe`` has another hidden size.
+
+    Examples:
+        DeepSeekMoE 16B from its config, and a tiny model checked against its skeleton.
+
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import DEEPSEEK_MOE_16B, MoEConfig, MoETransformerConfig
+        >>> DEEPSEEK_MOE_16B.total_parameters(), DEEPSEEK_MOE_16B.active_parameters()
+        (16375728128, 2828650496)
+        >>> tiny = MoETransformerConfig(100, 16, 2, 2, 32, 1, MoEConfig(16, 8, 4, 2, n_shared=1))
+        >>> tiny.total_parameters() == count_parameters(tiny.build_skeleton())
+        True
     """
 
     vocab_size: int
@@ -222,12 +354,12 @@ class MoETransformerConfig:
     tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        _check_int(self.vocab_size, "vocab_size", 1)
-        _check_int(self.hidden_size, "hidden_size", 1)
-        _check_int(self.num_layers, "num_layers", 1)
-        _check_int(self.num_heads, "num_heads", 1)
-        _check_int(self.dense_intermediate_size, "dense_intermediate_size", 1)
-        _check_int(self.first_dense_layers, "first_dense_layers", 0)
+        check_int(self.vocab_size, "vocab_size", 1)
+        check_int(self.hidden_size, "hidden_size", 1)
+        check_int(self.num_layers, "num_layers", 1)
+        check_int(self.num_heads, "num_heads", 1)
+        check_int(self.dense_intermediate_size, "dense_intermediate_size", 1)
+        check_int(self.first_dense_layers, "first_dense_layers", 0)
         if self.first_dense_layers > self.num_layers:
             raise ValueError(
                 f"first_dense_layers must be <= num_layers ({self.num_layers}), "
@@ -238,8 +370,13 @@ class MoETransformerConfig:
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads "
                 f"({self.num_heads})"
             )
-        if not isinstance(self.moe, MoEConfig) or self.moe.hidden_size != self.hidden_size:
-            raise ValueError("moe must be a MoEConfig with the same hidden_size")
+        if not isinstance(self.moe, MoEConfig):
+            raise TypeError(f"moe must be a MoEConfig, got {describe(self.moe)}")
+        if self.moe.hidden_size != self.hidden_size:
+            raise ValueError(
+                f"moe must be a MoEConfig with the same hidden_size ({self.hidden_size}), "
+                f"got moe.hidden_size={self.moe.hidden_size}"
+            )
 
     def parameter_table(self) -> dict[str, tuple[int, int]]:
         """Part name → (total, active per token). The embedding table and output head count as
@@ -262,8 +399,12 @@ class MoETransformerConfig:
         return sum(total for total, _ in self.parameter_table().values())
 
     def active_parameters(self, include_embeddings: bool = True) -> int:
-        """Parameters one token uses (shared + ``top_k`` routed experts per MoE layer);
-        ``include_embeddings=False`` leaves out the embedding table and the output head."""
+        """Parameters one token uses (shared + ``top_k`` routed experts per MoE layer).
+
+        Args:
+            include_embeddings: count the embedding table and the output head (``False``
+                leaves them out).
+        """
         parts = self.parameter_table()
         if not include_embeddings:
             parts.pop("embedding")
@@ -272,7 +413,11 @@ class MoETransformerConfig:
 
     def build_skeleton(self, device: str | torch.device = "meta") -> nn.ModuleDict:
         """The model's parameter layout as modules, without a forward pass: for checking the
-        closed-form counts with ``count_parameters`` (on the meta device, no memory)."""
+        closed-form counts with ``count_parameters`` (on the meta device, no memory).
+
+        Args:
+            device: where to build the parameters (``"meta"``: no memory, no values).
+        """
         h = self.hidden_size
         with torch.device(device):
             layers = nn.ModuleList()

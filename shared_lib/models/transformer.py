@@ -14,13 +14,13 @@ data, beside :func:`albert_ablation_config` which rebuilds the configurations th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_bool, check_choice, check_float, check_int
 from shared_lib.sharing import STRATEGIES, layer_assignment
 
 __all__ = [
@@ -48,28 +48,6 @@ SHARE_MODES = ("none", "all", "attention", "ffn")
 INIT_STD = 0.02
 
 
-def _check_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
-    """Raise TypeError / ValueError naming ``owner.name`` unless ``value`` is an int >= minimum."""
-    label = f"{owner}.{name}" if owner else name
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{label} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{label} must be >= {minimum}, got {value}")
-
-
-def _check_float(owner: str, name: str, value: object, low: float, high: float) -> None:
-    """Raise unless ``value`` is a real number in ``[low, high)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{name} must be a float, got {type(value).__name__} {value!r}")
-    if not low <= value < high:
-        raise ValueError(f"{owner}.{name} must be in [{low}, {high}), got {value}")
-
-
-def _check_bool(owner: str, name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}.{name} must be a bool, got {type(value).__name__} {value!r}")
-
-
 @dataclass(frozen=True)
 class TransformerConfig:
     """Hyper-parameters of a BERT / ALBERT encoder (chapter 04 counts them, chapter 05 ablates).
@@ -95,6 +73,27 @@ class TransformerConfig:
         pooler: add BERT's pooler (Linear H→H + tanh on the first token).
         dropout: dropout probability of embeddings, attention weights and residual branches.
         layer_norm_eps: epsilon of every LayerNorm (BERT: 1e-12).
+
+    Raises:
+        TypeError: a size is not an int, ``share`` or ``strategy`` not a string, ``pooler`` not
+            a bool, or ``dropout`` or ``layer_norm_eps`` not a real number.
+        ValueError: a size is below 1; ``num_heads`` does not divide ``hidden_size``; ``share``
+            or ``strategy`` is unknown; ``n_unique`` exceeds ``num_layers`` (or differs from it
+            with ``share="none"``) or does not fit the strategy; ``dropout`` is outside
+            ``[0, 1)``; ``layer_norm_eps`` is not positive.
+
+    Examples:
+        Six layers from two parameter sets, laid out by the strategy.
+
+        >>> import dataclasses
+        >>> from shared_lib.models import TransformerConfig
+        >>> config = TransformerConfig(
+        ...     vocab_size=100, hidden_size=16, num_layers=6, num_heads=2, intermediate_size=32,
+        ...     share="all", n_unique=2)
+        >>> config.unique_layers, config.assignment
+        (2, [0, 1, 0, 1, 0, 1])
+        >>> dataclasses.replace(config, strategy="sequence").assignment
+        [0, 0, 0, 1, 1, 1]
     """
 
     vocab_size: int
@@ -115,22 +114,20 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
-            _check_int(owner, name, getattr(self, name))
-        _check_int(owner, "max_position", self.max_position)
-        _check_int(owner, "type_vocab_size", self.type_vocab_size)
+            check_int(getattr(self, name), f"{owner}.{name}", minimum=1)
+        check_int(self.max_position, f"{owner}.max_position", minimum=1)
+        check_int(self.type_vocab_size, f"{owner}.type_vocab_size", minimum=1)
         if self.embedding_size is not None:
-            _check_int(owner, "embedding_size", self.embedding_size)
+            check_int(self.embedding_size, f"{owner}.embedding_size", minimum=1)
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"{owner}.hidden_size ({self.hidden_size}) must be divisible by "
                 f"{owner}.num_heads ({self.num_heads})"
             )
-        if self.share not in SHARE_MODES:
-            raise ValueError(f"{owner}.share must be one of {SHARE_MODES}, got {self.share!r}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"{owner}.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        check_choice(self.share, f"{owner}.share", SHARE_MODES)
+        check_choice(self.strategy, f"{owner}.strategy", STRATEGIES)
         if self.n_unique is not None:
-            _check_int(owner, "n_unique", self.n_unique)
+            check_int(self.n_unique, f"{owner}.n_unique", minimum=1)
             if self.n_unique > self.num_layers:
                 raise ValueError(
                     f"{owner}.n_unique must be <= num_layers ({self.num_layers}), "
@@ -141,11 +138,9 @@ class TransformerConfig:
                     f"{owner}.n_unique ({self.n_unique}) must be None or num_layers "
                     f"({self.num_layers}) when share='none'; set share to share layers"
                 )
-        _check_bool(owner, "pooler", self.pooler)
-        _check_float(owner, "dropout", self.dropout, 0.0, 1.0)
-        _check_float(owner, "layer_norm_eps", self.layer_norm_eps, 0.0, math.inf)
-        if self.layer_norm_eps == 0:
-            raise ValueError(f"{owner}.layer_norm_eps must be > 0, got 0")
+        check_bool(self.pooler, f"{owner}.pooler")
+        check_float(self.dropout, f"{owner}.dropout", 0.0, 1.0, high_inclusive=False)
+        check_float(self.layer_norm_eps, f"{owner}.layer_norm_eps", low=0.0, low_inclusive=False)
         try:  # reuse layer_assignment's checks (e.g. 'sequence' needs N divisible by M)
             layer_assignment(self.num_layers, self.unique_layers, self.strategy)
         except ValueError as error:
@@ -178,7 +173,33 @@ class SelfAttention(nn.Module):
     """BERT's attention sublayer: Q, K, V, output projections, residual and post-LayerNorm.
 
     The whole sublayer (projections *and* its LayerNorm) is the unit that
-    ``share="attention"`` shares.
+    ``share="attention"`` shares (chapters 04, 05).
+
+    Args:
+        config: a :class:`TransformerConfig` (``hidden_size``, ``num_heads``, ``dropout`` and
+            ``layer_norm_eps`` are read).
+
+    Shape:
+        - Input: ``x`` of shape ``(batch, length, hidden_size)``; ``attention_mask`` (optional),
+          bool, broadcastable to ``(batch, num_heads, length, length)``, True where a query
+          may attend to a key.
+        - Output: ``(batch, length, hidden_size)``.
+
+    Examples:
+        With ``share="attention"`` one sublayer object serves every layer.
+
+        >>> import torch
+        >>> from shared_lib.models import SelfAttention, TransformerConfig, TransformerEncoder
+        >>> config = TransformerConfig(
+        ...     vocab_size=100, hidden_size=16, num_layers=4, num_heads=2, intermediate_size=32,
+        ...     share="attention")
+        >>> SelfAttention(config)(torch.randn(2, 5, 16)).shape
+        torch.Size([2, 5, 16])
+        >>> model = TransformerEncoder(config)
+        >>> model.layers[0].attention is model.layers[3].attention
+        True
+        >>> model.layers[0].feed_forward is model.layers[3].feed_forward
+        False
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -194,7 +215,10 @@ class SelfAttention(nn.Module):
         self.layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: (B, T, H); ``attention_mask``: bool, broadcastable to (B, heads, T, T)."""
+        """``x``: (B, T, H); ``attention_mask``: bool, broadcastable to (B, heads, T, T).
+
+        Returns ``LayerNorm(x + output(attention(x)))``, shape (B, T, H).
+        """
         batch, length, hidden = x.shape
 
         def heads(projection: nn.Linear) -> torch.Tensor:  # (B, T, H) -> (B, heads, T, H/heads)
@@ -218,7 +242,25 @@ class FeedForward(nn.Module):
     """BERT's feed-forward sublayer: Linear H→I, GELU, Linear I→H, residual and post-LayerNorm.
 
     Uses the exact (erf) GELU of BERT; ALBERT's code uses the tanh approximation, which has the
-    same parameters. The whole sublayer is the unit shared by ``share="ffn"``.
+    same parameters. The whole sublayer is the unit shared by ``share="ffn"`` (chapters 04, 05).
+
+    Args:
+        config: a :class:`TransformerConfig` (``hidden_size``, ``intermediate_size``,
+            ``dropout`` and ``layer_norm_eps`` are read).
+
+    Shape:
+        - Input: ``(batch, length, hidden_size)``.
+        - Output: ``(batch, length, hidden_size)``.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import FeedForward, TransformerConfig
+        >>> config = TransformerConfig(
+        ...     vocab_size=100, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=64)
+        >>> ffn = FeedForward(config)
+        >>> ffn(torch.randn(2, 5, 16)).shape, count_parameters(ffn)  # 16·64 + 64 + 64·16 + 16 + 32
+        (torch.Size([2, 5, 16]), 2160)
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -230,6 +272,7 @@ class FeedForward(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``LayerNorm(x + output(GELU(intermediate(x))))``."""
         inner = self.activation(self.intermediate(x))
         return self.layer_norm(x + self.output_dropout(self.output(inner)))
 
@@ -238,7 +281,34 @@ class EncoderLayer(nn.Module):
     """One post-LN encoder layer: an attention sublayer, then a feed-forward sublayer.
 
     Holds no parameters of its own, so sharing a sublayer is just passing the same object to
-    several layers.
+    several layers (chapters 04, 05).
+
+    Args:
+        attention: the attention sublayer (possibly shared with other layers).
+        feed_forward: the feed-forward sublayer (possibly shared with other layers).
+
+    Shape:
+        - Input: ``x`` of shape ``(batch, length, hidden_size)`` and an optional
+          ``attention_mask`` as for :class:`SelfAttention`.
+        - Output: ``(batch, length, hidden_size)``.
+
+    Examples:
+        Two layers built on one attention sublayer store it once.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import EncoderLayer, FeedForward, SelfAttention
+        >>> from shared_lib.models import TransformerConfig
+        >>> config = TransformerConfig(
+        ...     vocab_size=100, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
+        >>> attention = SelfAttention(config)
+        >>> layers = nn.ModuleList(EncoderLayer(attention, FeedForward(config)) for _ in range(2))
+        >>> count_parameters(layers) == count_parameters(layers, unique=False) - count_parameters(
+        ...     attention)
+        True
+        >>> layers[0](torch.randn(2, 5, 16)).shape
+        torch.Size([2, 5, 16])
     """
 
     def __init__(self, attention: SelfAttention, feed_forward: FeedForward) -> None:
@@ -247,17 +317,33 @@ class EncoderLayer(nn.Module):
         self.feed_forward = feed_forward
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``feed_forward(attention(x, attention_mask))``."""
         return self.feed_forward(self.attention(x, attention_mask))
 
 
 class Pooler(nn.Module):
-    """BERT's pooler: Linear H→H and tanh on the first ([CLS]) token."""
+    """BERT's pooler: Linear H→H and tanh on the first ([CLS]) token (chapter 04).
+
+    Args:
+        hidden_size: width H of the encoder's output.
+
+    Shape:
+        - Input: ``(batch, length, hidden_size)``.
+        - Output: ``(batch, hidden_size)``, from the first position only.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.models import Pooler
+        >>> Pooler(16)(torch.randn(2, 5, 16)).shape
+        torch.Size([2, 16])
+    """
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        """``tanh(dense(sequence_output[:, 0]))``."""
         return torch.tanh(self.dense(sequence_output[:, 0]))
 
 
@@ -271,14 +357,46 @@ class TransformerEncoder(nn.Module):
     - ``share="attention"``: ``layers[i].attention`` objects are shared, every layer has its own
       ``feed_forward``; ``share="ffn"``: the reverse; ``share="none"``: BERT.
 
-    Build huge configurations on the meta device to count them without memory::
-
-        with torch.device("meta"):
-            model = TransformerEncoder(PRESETS["albert-xxlarge"])
-        count_parameters(model), count_parameters(model, unique=False)
+    Build huge configurations on the meta device to count them without memory (see below).
 
     Args:
         config: a :class:`TransformerConfig`.
+
+    Raises:
+        TypeError: ``config`` is not a :class:`TransformerConfig`.
+
+    Shape:
+        - Input: ``input_ids`` of shape ``(batch, length)`` with ``length <= max_position``;
+          optional ``token_type_ids`` and ``attention_mask`` of the same shape.
+        - Output: ``(sequence_output, pooled_output)`` of shapes
+          ``(batch, length, hidden_size)`` and ``(batch, hidden_size)`` (``None`` without a
+          pooler).
+
+    Examples:
+        ``share="all"``: twelve layers, one layer's parameters.
+
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import PRESETS, TransformerConfig, TransformerEncoder
+        >>> config = TransformerConfig(
+        ...     vocab_size=100, hidden_size=16, num_layers=12, num_heads=2, intermediate_size=32,
+        ...     share="all")
+        >>> model = TransformerEncoder(config)
+        >>> model.layers[0] is model.layers[11]
+        True
+        >>> stored, per_use = count_parameters(model), count_parameters(model, unique=False)
+        >>> per_use - stored == 11 * count_parameters(model.layers[0])
+        True
+        >>> sequence, pooled = model(torch.randint(0, 100, (2, 7)))
+        >>> sequence.shape, pooled.shape
+        (torch.Size([2, 7, 16]), torch.Size([2, 16]))
+
+        ALBERT-xxlarge, counted on the meta device (no memory):
+
+        >>> with torch.device("meta"):
+        ...     albert = TransformerEncoder(PRESETS["albert-xxlarge"])
+        >>> count_parameters(albert), count_parameters(albert, unique=False)
+        (222595584, 2437773824)
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -354,6 +472,10 @@ class TransformerEncoder(nn.Module):
         Returns:
             ``(sequence_output, pooled_output)``: (B, T, H) and (B, H), the latter ``None``
             when the config has no pooler.
+
+        Raises:
+            ValueError: ``input_ids`` is not 2-D or longer than ``max_position``, or
+                ``token_type_ids`` or ``attention_mask`` has another shape.
         """
         if input_ids.dim() != 2:
             raise ValueError(
@@ -406,7 +528,23 @@ def albert_config(
     hidden_size: int, num_layers: int, embedding_size: int, share: str
 ) -> TransformerConfig:
     """An encoder by ALBERT's Table 1 rule: vocabulary 30,000, intermediate 4·H, heads H/64
-    (BERT's sizes follow the same rule, with E = H and nothing shared)."""
+    (BERT's sizes follow the same rule, with E = H and nothing shared; chapter 04).
+
+    Args:
+        hidden_size: width H (a multiple of 64).
+        num_layers: depth N.
+        embedding_size: width E of the embeddings.
+        share: what is shared across layers, as ``TransformerConfig.share``.
+
+    Returns:
+        The :class:`TransformerConfig` (validated by its constructor).
+
+    Examples:
+        >>> from shared_lib.models import PRESETS, albert_config
+        >>> config = albert_config(4096, 12, 128, "all")
+        >>> config == PRESETS["albert-xxlarge"], config.num_heads, config.intermediate_size
+        (True, 64, 16384)
+    """
     return TransformerConfig(
         vocab_size=30_000,
         hidden_size=hidden_size,
@@ -451,6 +589,12 @@ class AblationRow:
         share: the ``TransformerConfig.share`` value the row corresponds to.
         parameters_m: published parameter count, in millions.
         average: published average score over the downstream tasks, if this book records it.
+
+    Examples:
+        >>> from shared_lib.models import ALBERT_TABLE4
+        >>> row = ALBERT_TABLE4[0]
+        >>> row.label, row.embedding_size, row.parameters_m, row.average
+        ('all-shared', 768, 31, 79.8)
     """
 
     embedding_size: int
@@ -469,7 +613,7 @@ class AblationRow:
         }[self.share]
 
 
-#: ALBERT Table 4: cross-layer sharing ablation of ALBERT-base (params in M, average score).
+#: ALBERT's Table 4, the cross-layer sharing ablation of ALBERT-base (params in M, average score).
 ALBERT_TABLE4: tuple[AblationRow, ...] = (
     AblationRow(768, "all", 31, 79.8),
     AblationRow(768, "attention", 83, 81.6),
@@ -481,7 +625,7 @@ ALBERT_TABLE4: tuple[AblationRow, ...] = (
     AblationRow(128, "none", 89, 81.6),
 )
 
-#: ALBERT Table 3: embedding-size sweep of ALBERT-base (params in M; scores not recorded here).
+#: ALBERT's Table 3, the embedding-size sweep of ALBERT-base (params in M; scores not recorded).
 ALBERT_TABLE3: tuple[AblationRow, ...] = (
     AblationRow(64, "none", 87),
     AblationRow(128, "none", 89),
@@ -499,8 +643,30 @@ def albert_ablation_config(embedding_size: int, share: str) -> TransformerConfig
 
     Reproduces the configurations of ALBERT's Tables 3 and 4, e.g.
     ``albert_ablation_config(128, "attention")`` is Table 4's "shared-attention, E = 128".
+
+    Args:
+        embedding_size: width E of the embeddings.
+        share: ``"none"``, ``"all"``, ``"attention"`` or ``"ffn"``.
+
+    Returns:
+        The :class:`TransformerConfig` of that row.
+
+    Raises:
+        TypeError: ``embedding_size`` is not an int, or ``share`` not a string.
+        ValueError: ``embedding_size`` is below 1, or ``share`` is unknown.
+
+    Examples:
+        Table 4's all-shared row at E = 128, counted on the meta device (published: 12M).
+
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import TransformerEncoder, albert_ablation_config
+        >>> config = albert_ablation_config(128, "all")
+        >>> with torch.device("meta"):
+        ...     model = TransformerEncoder(config)
+        >>> config.hidden_size, config.num_layers, count_parameters(model)
+        (768, 12, 11683584)
     """
-    _check_int("", "embedding_size", embedding_size)
-    if share not in SHARE_MODES:
-        raise ValueError(f"share must be one of {SHARE_MODES}, got {share!r}")
+    check_int(embedding_size, "embedding_size", minimum=1)
+    check_choice(share, "share", SHARE_MODES)
     return albert_config(768, 12, embedding_size, share)

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_choice, check_int, check_module
+
 __all__ = ["SCORES", "TwinNet"]
 
 #: How :class:`TwinNet` compares two encodings.
@@ -20,7 +22,8 @@ SCORES = ("cosine", "l1")
 
 
 class TwinNet(nn.Module):
-    """Logit that inputs ``a`` and ``b`` match, from ``encoder_a(a)`` and ``encoder_b(b)``.
+    """Logit that inputs ``a`` and ``b`` match, from ``encoder_a(a)`` and ``encoder_b(b)``
+    (chapter 04).
 
     Args:
         encoder_a: encoder of the first input.
@@ -33,6 +36,34 @@ class TwinNet(nn.Module):
 
     Both scores are symmetric functions of the two encodings, so a shared encoder makes
     ``forward(a, b)`` equal ``forward(b, a)`` exactly; two encoders do not.
+
+    Raises:
+        TypeError: an encoder is not an ``nn.Module``, ``score`` is not a string, or
+            ``embedding_size`` is not an int for ``score="l1"``.
+        ValueError: ``score`` is unknown, or ``embedding_size`` is below 1.
+
+    Shape:
+        - Input: ``a`` and ``b``, batches ``(batch, *)`` that the encoders take; the encoders
+          give ``(batch, embedding_size)``.
+        - Output: ``(batch,)``, one logit per pair.
+
+    Examples:
+        The Siamese network holds one encoder under two names; the twin holds two.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models.twin import TwinNet
+        >>> from shared_lib.tying import shared_groups
+        >>> siamese = TwinNet(nn.Linear(6, 4))
+        >>> twin = TwinNet(nn.Linear(6, 4), nn.Linear(6, 4))
+        >>> count_parameters(siamese), count_parameters(twin)  # scale and bias: 2
+        (30, 58)
+        >>> shared_groups(siamese)
+        [['encoder_a.weight', 'encoder_b.weight'], ['encoder_a.bias', 'encoder_b.bias']]
+        >>> a, b = torch.randn(3, 6), torch.randn(3, 6)
+        >>> torch.equal(siamese(a, b), siamese(b, a)), torch.equal(twin(a, b), twin(b, a))
+        (True, False)
     """
 
     def __init__(
@@ -43,13 +74,10 @@ class TwinNet(nn.Module):
         embedding_size: int | None = None,
     ) -> None:
         super().__init__()
-        for name, encoder in (("encoder_a", encoder_a), ("encoder_b", encoder_b)):
-            if encoder is not None and not isinstance(encoder, nn.Module):
-                raise TypeError(f"{name} must be an nn.Module, got {type(encoder).__name__}")
-        if encoder_a is None:
-            raise TypeError("encoder_a must be an nn.Module, got None")
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        check_module(encoder_a, "encoder_a")
+        if encoder_b is not None:
+            check_module(encoder_b, "encoder_b")
+        check_choice(score, "score", SCORES)
         self.encoder_a = encoder_a
         self.encoder_b = encoder_a if encoder_b is None else encoder_b
         self.score_kind = score
@@ -57,12 +85,7 @@ class TwinNet(nn.Module):
             self.scale = nn.Parameter(torch.tensor(5.0))
             self.bias = nn.Parameter(torch.tensor(0.0))
         else:
-            if isinstance(embedding_size, bool) or not isinstance(embedding_size, int):
-                raise ValueError(
-                    f"embedding_size must be a positive int for score='l1', got {embedding_size!r}"
-                )
-            if embedding_size < 1:
-                raise ValueError(f"embedding_size must be >= 1, got {embedding_size}")
+            check_int(embedding_size, "embedding_size (needed for score='l1')", minimum=1)
             self.score = nn.Linear(embedding_size, 1)
 
     @property

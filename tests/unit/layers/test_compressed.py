@@ -56,3 +56,19 @@ def test_batches_cover_every_example_once_per_pass():
     assert len(batches) == 3 and sorted(seen.tolist()) == list(range(10))
     with pytest.raises(ValueError, match="length"):
         Batches(x, y[:5], 4, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"n_components": 0}, ValueError, "n_components"),
+        ({"spread": 0}, ValueError, "spread"),
+        ({"spread": "0.5"}, TypeError, "spread"),
+        ({"init_std": True}, TypeError, "init_std"),
+        ({"min_std": float("nan")}, ValueError, "min_std"),
+        ({"init_std": 0.01, "min_std": 0.02}, ValueError, "init_std"),
+    ],
+)
+def test_soft_weight_sharing_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        SoftWeightSharing(**({"n_components": 3} | kwargs))

@@ -96,6 +96,7 @@ def test_rotation_pooling_makes_maps_rotate_with_the_input(mode):
         (lambda: P4ConvZ2(1, 2, 3, padding=-1), ValueError, "padding"),
         (lambda: P4ConvZ2(1.0, 2, 3), TypeError, "in_channels"),
         (lambda: RotationPool("min"), ValueError, "mode"),
+        (lambda: RotationPool(None), TypeError, "mode"),
     ],
 )
 def test_bad_arguments(build, error, message):

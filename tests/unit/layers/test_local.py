@@ -278,6 +278,12 @@ def test_conv_as_dense_errors():
         conv_as_dense(nn.Conv2d(2, 2, 3), (1, 5, 5))
     with pytest.raises(ValueError, match="input_shape"):
         conv_as_dense(nn.Conv2d(1, 1, 3), (5, 5))
+    with pytest.raises(ValueError, match="input_shape"):
+        conv_as_dense(nn.Conv2d(1, 1, 3), (1, 0, 5))
+    with pytest.raises(TypeError, match="input_shape"):
+        conv_as_dense(nn.Conv2d(1, 1, 3), (1, 5.0, 5))
+    with pytest.raises(TypeError, match="input_shape"):
+        conv_as_dense(nn.Conv2d(1, 1, 3), "1x5x5")
     with pytest.raises(ValueError, match="max_entries"):
         conv_as_dense(nn.Conv2d(1, 1, 3, padding=1), (1, 64, 64))
     with pytest.raises(ValueError, match="padding_mode"):
@@ -301,6 +307,8 @@ def test_shift2d():
     assert torch.equal(shift2d(x, 0, 0), x)
     with pytest.raises(ValueError, match="mode"):
         shift2d(x, 1, 1, mode="reflect")
+    with pytest.raises(TypeError, match="mode"):
+        shift2d(x, 1, 1, mode=None)
 
 
 def test_shift_equivariance_error_separates_conv_from_locally_connected():

@@ -80,5 +80,14 @@ def test_errors_name_the_argument():
         LSTMLanguageModel(10, tie_embeddings="yes")
     with pytest.raises(ValueError, match="dropout"):
         LSTMLanguageModel(10, dropout=1.5)
+    # A wrong type is a TypeError, a wrong value a ValueError.
+    with pytest.raises(TypeError, match="vocab_size"):
+        NGramLanguageModel(10.0)
+    with pytest.raises(TypeError, match="width"):
+        LSTMLanguageModel(10, width="8")
+    with pytest.raises(TypeError, match="dropout"):
+        LSTMLanguageModel(10, dropout="0.1")
+    with pytest.raises(TypeError, match="tie_embeddings"):
+        NGramLanguageModel(10, tie_embeddings=1)
     with pytest.raises(ValueError, match="ids"):
         NGramLanguageModel(10)(torch.zeros(4, dtype=torch.long))

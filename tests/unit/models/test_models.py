@@ -428,6 +428,8 @@ def test_forward_rejects_bad_inputs():
         ({"embedding_size": 0}, ValueError, "embedding_size"),
         ({"max_position": "512"}, TypeError, "max_position"),
         ({"share": "layers"}, ValueError, "share"),
+        ({"share": None}, TypeError, "share"),
+        ({"strategy": 1}, TypeError, "strategy"),
         ({"share": "all", "n_unique": 0}, ValueError, "n_unique"),
         ({"share": "all", "n_unique": 7}, ValueError, "n_unique"),
         ({"n_unique": 2}, ValueError, "n_unique"),  # share="none" needs all layers
@@ -435,7 +437,10 @@ def test_forward_rejects_bad_inputs():
         ({"share": "all", "n_unique": 4, "strategy": "sequence"}, ValueError, "divisible"),
         ({"pooler": 1}, TypeError, "pooler"),
         ({"dropout": 1.5}, ValueError, "dropout"),
+        ({"dropout": 1.0}, ValueError, "dropout"),  # [0, 1): 1 is refused, 0 accepted
+        ({"dropout": "0.1"}, TypeError, "dropout"),
         ({"layer_norm_eps": 0.0}, ValueError, "layer_norm_eps"),
+        ({"layer_norm_eps": float("inf")}, ValueError, "layer_norm_eps"),
     ],
 )
 def test_bad_transformer_config(overrides, error, field):
@@ -470,6 +475,10 @@ def test_bad_model_arguments():
         albert_ablation_config(128, "everything")
     with pytest.raises(ValueError, match="embedding_size"):
         albert_ablation_config(0, "all")
+    with pytest.raises(TypeError, match="embedding_size"):
+        albert_ablation_config(128.0, "all")
+    with pytest.raises(TypeError, match="share"):
+        albert_ablation_config(128, None)
 
 
 def test_configs_are_frozen():

@@ -75,6 +75,10 @@ def test_bad_arguments():
         MoETransformerConfig(10, 8, 2, 2, 16, 3, MoEConfig(8, 4, 4, 2))
     with pytest.raises(ValueError, match="moe"):
         MoETransformerConfig(10, 8, 2, 2, 16, 1, MoEConfig(6, 4, 4, 2))
+    with pytest.raises(TypeError, match="moe"):
+        MoETransformerConfig(10, 8, 2, 2, 16, 1, {"hidden_size": 8})
+    with pytest.raises(TypeError, match="gated"):
+        Expert(4, 4, gated=1)
 
 
 @pytest.mark.parametrize("tie", [False, True])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import shared_lib as sl
@@ -37,3 +38,20 @@ def test_standalone_has_the_architecture_shape():
     model = net.standalone(((4, "tanh"), (2, "relu")))
     assert model(torch.randn(3, 5)).shape == (3, 3)
     assert sl.count_parameters(model) == (5 * 4 + 4) + (4 * 2 + 2) + (2 * 3 + 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"widths": "24"}, TypeError, "widths"),
+        ({"widths": ()}, ValueError, "widths"),
+        ({"widths": (2, 0)}, ValueError, "widths"),
+        ({"activations": "relu"}, TypeError, "activations"),
+        ({"activations": ()}, ValueError, "activations"),
+        ({"activations": ("relu", "gelu")}, ValueError, "activations"),
+        ({"n_layers": 1.0}, TypeError, "n_layers"),
+    ],
+)
+def test_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        SupernetMLP(5, 3, **kwargs)

@@ -61,8 +61,12 @@ def test_cosine_score_is_bounded_by_the_scale():
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="score"):
         TwinNet(encoder(), score="dot")
-    with pytest.raises(ValueError, match="embedding_size"):
+    with pytest.raises(TypeError, match="embedding_size"):
         TwinNet(encoder(), score="l1")
+    with pytest.raises(ValueError, match="embedding_size"):
+        TwinNet(encoder(), score="l1", embedding_size=0)
+    with pytest.raises(TypeError, match="encoder_a"):
+        TwinNet(None)
     with pytest.raises(TypeError, match="encoder_b"):
         TwinNet(encoder(), encoder_b="nope")
     with pytest.raises(ValueError, match="same number"):
