@@ -150,25 +150,33 @@ def require_extra(module: str, purpose: str) -> ModuleType:
         ) from error
 
 
-def check_instance(value: object, argument: str, expected: type | tuple[type, ...]) -> object:
-    """``value`` if it is an instance of ``expected`` (a type or a tuple of types).
+def check_instance(
+    value: object, argument: str, expected: type | tuple[type, ...], name: str | None = None
+) -> object:
+    """``value`` if it is an instance of ``expected`` (a type or a tuple of types); ``name``
+    says what was expected in the message (by default the types' names).
 
     Raises:
         TypeError: ``value`` is not an instance of ``expected``.
     """
     if not isinstance(value, expected):
-        types = expected if isinstance(expected, tuple) else (expected,)
-        names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in types)
-        raise TypeError(f"{argument} must be a {names}, got {describe(value)}")
+        if name is None:
+            types = expected if isinstance(expected, tuple) else (expected,)
+            name = " or ".join(
+                t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+                for t in types
+            )
+        raise TypeError(f"{argument} must be a {name}, got {describe(value)}")
     return value
 
 
-def check_callable(value: object, argument: str) -> object:
-    """``value`` if it can be called.
+def check_callable(value: object, argument: str, hint: str = "") -> object:
+    """``value`` if it can be called; ``hint`` (e.g. ``"taking no arguments"``) ends the message.
 
     Raises:
         TypeError: ``value`` is not callable.
     """
     if not callable(value):
-        raise TypeError(f"{argument} must be callable, got {describe(value)}")
+        wanted = f"callable {hint}" if hint else "callable"
+        raise TypeError(f"{argument} must be {wanted}, got {describe(value)}")
     return value

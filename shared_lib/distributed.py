@@ -34,10 +34,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.utils.checkpoint import checkpoint
 
+from shared_lib._validation import check_bool, check_module, describe
 from shared_lib.tying import check_ties, shared_groups
+from shared_lib.uses import direct_parameters
 
 __all__ = [
     "Checkpointed",
@@ -71,14 +72,31 @@ class Checkpointed(nn.Module):
             pass per region; needs a tensor input that requires grad, and keyword arguments
             cannot carry tensors that need gradients); ``False`` for the saved-tensor-hooks one
             that PyTorch recommends and that DDP supports with shared modules.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module`` or ``use_reentrant`` is not a bool.
+
+    Shape:
+        - Input: whatever ``module`` takes (positional and keyword arguments are passed on).
+        - Output: what ``module`` returns, with the same values and gradients.
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.distributed import Checkpointed, check_reentrant_sharing
+        >>> block = nn.Linear(4, 4)  # one block at three depths, each use checkpointed
+        >>> deep = nn.Sequential(*[Checkpointed(block, use_reentrant=False)] * 3)
+        >>> check_reentrant_sharing(deep)  # accepted; with use_reentrant=True it is refused
+        >>> deep[0]
+        Checkpointed(
+          use_reentrant=False
+          (module): Linear(in_features=4, out_features=4, bias=True)
+        )
     """
 
     def __init__(self, module: nn.Module, use_reentrant: bool) -> None:
         super().__init__()
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-        if not isinstance(use_reentrant, bool):
-            raise TypeError(f"use_reentrant must be a bool, got {type(use_reentrant).__name__}")
+        check_module(module, "module")
+        check_bool(use_reentrant, "use_reentrant")
         self.module = module
         self.use_reentrant = use_reentrant
 
@@ -98,12 +116,6 @@ class Checkpointed(nn.Module):
 # Walking the module tree by paths (a module registered twice has two paths).
 
 
-def _check_model(model: object) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return model
-
-
 def _walk(model: nn.Module) -> Iterator[tuple[str, tuple[nn.Module, ...]]]:
     """Every path of the module tree: its dotted name and the modules from the root down to it."""
 
@@ -115,15 +127,6 @@ def _walk(model: nn.Module) -> Iterator[tuple[str, tuple[nn.Module, ...]]]:
             yield from visit(f"{name}.{child_name}" if name else child_name, (*chain, child))
 
     yield from visit("", (model,))
-
-
-def _direct_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """The parameters a module's forward reads: its own and, if parametrized, the originals."""
-    params = [p for p in module._parameters.values() if p is not None]
-    if parametrize.is_parametrized(module):
-        for parametrization in module.parametrizations.values():
-            params.extend(p for p in parametrization._parameters.values() if p is not None)
-    return params
 
 
 def _parameter_names(model: nn.Module) -> dict[int, list[str]]:
@@ -155,8 +158,7 @@ def _normalise(model: nn.Module, units: object, argument: str) -> Units:
     """A list of groups of distinct submodules of ``model`` (not the root), duplicates dropped."""
     if isinstance(units, nn.Module) or not isinstance(units, Sequence):
         raise TypeError(
-            f"{argument} must be a list of modules or of lists of modules, "
-            f"got {type(units).__name__}"
+            f"{argument} must be a list of modules or of lists of modules, got {describe(units)}"
         )
     inside = {id(module) for module in model.modules()}
     groups: Units = []
@@ -170,7 +172,7 @@ def _normalise(model: nn.Module, units: object, argument: str) -> Units:
         group: list[nn.Module] = []
         for member in members:
             if not isinstance(member, nn.Module):
-                raise TypeError(f"{argument}: expected modules, got {type(member).__name__}")
+                raise TypeError(f"{argument}: expected modules, got {describe(member)}")
             if member is model:
                 raise ValueError(
                     f"{argument}: the model itself cannot be a unit; it is always the root unit"
@@ -198,7 +200,7 @@ def _owners(model: nn.Module, units: Units) -> tuple[dict[int, set[int]], dict[i
         owner = next(
             (unit_of[id(module)] for module in reversed(chain) if id(module) in unit_of), _ROOT
         )
-        for param in _direct_parameters(chain[-1]):
+        for param in direct_parameters(chain[-1]):
             owners.setdefault(id(param), set()).add(owner)
             where.setdefault(id(param), {}).setdefault(owner, []).append(name or "<root>")
     return owners, where
@@ -269,12 +271,26 @@ def fsdp_units(model: nn.Module, candidates: Sequence[nn.Module | Sequence[nn.Mo
     Returns:
         Lists of modules, one list per ``fully_shard`` call, nested units first.
 
-    >>> model = GPT(GPTConfig(vocab_size=64, block_size=8, n_layer=2, n_head=2, n_embd=16))
-    >>> [len(unit) for unit in fsdp_units(model, [*model.transformer.h,
-    ...     model.transformer.wte, model.lm_head])]   # the tied embedding and head: one unit
-    [1, 1, 2]
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or ``candidates`` is not a list of modules
+            (or of lists of modules).
+        ValueError: a candidate is the model itself or not one of its submodules, or the
+            candidates nest inside each other in a cycle.
+
+    Examples:
+        Computing the units needs no process group:
+
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> from shared_lib.distributed import fsdp_units
+        >>> lm = nn.ModuleDict({"embed": nn.Embedding(10, 4), "block": nn.Linear(4, 4),
+        ...                     "head": nn.Linear(4, 10, bias=False)})
+        >>> _ = sl.tie(lm["head"], lm["embed"])
+        >>> units = fsdp_units(lm, [lm["embed"], lm["block"], lm["head"]])
+        >>> [[type(module).__name__ for module in unit] for unit in units]  # embed + head: one
+        [['Linear'], ['Embedding', 'Linear']]
     """
-    _check_model(model)
+    check_module(model, "model")
     units = _normalise(model, candidates, "candidates")
     # candidates that list the same module are one unit from the start
     shared_members = [
@@ -298,8 +314,31 @@ def check_units(model: nn.Module, units: Sequence[nn.Module | Sequence[nn.Module
     ``units`` are the arguments of the ``fully_shard`` calls (one module or a list of modules
     each); modules outside every unit form the root unit. The error names the parameter, its
     other names, and the units (with the modules in them) that use it. See :func:`fsdp_units`.
+    Needs no process group.
+
+    Args:
+        model: the whole model (the root unit).
+        units: the planned units: modules, or lists of modules sharded together.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or ``units`` is not a list of modules (or
+            of lists of modules).
+        ValueError: two units list the same module, a unit is not a submodule of ``model``,
+            or the units split a tied parameter.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> from shared_lib.distributed import check_units
+        >>> lm = nn.ModuleDict({"embed": nn.Embedding(10, 4), "head": nn.Linear(4, 10, bias=False)})
+        >>> _ = sl.tie(lm["head"], lm["embed"])
+        >>> check_units(lm, [[lm["embed"], lm["head"]]])  # one unit: accepted
+        >>> check_units(lm, [lm["embed"], lm["head"]])
+        Traceback (most recent call last):
+        ...
+        ValueError: units split the tied parameter 'embed.weight' (one tensor, also named ...
     """
-    _check_model(model)
+    check_module(model, "model")
     groups = _normalise(model, units, "units")
     for (i, a), (j, b) in itertools.combinations(enumerate(groups), 2):
         if any(x is y for x in a for y in b):
@@ -330,8 +369,29 @@ def check_units(model: nn.Module, units: Sequence[nn.Module | Sequence[nn.Module
 
 
 def block_candidates(model: nn.Module) -> list[nn.Module]:
-    """The usual FSDP units: the entries of every ``nn.ModuleList`` (Transformer blocks), once."""
-    _check_model(model)
+    """The usual FSDP units: the entries of every ``nn.ModuleList`` (Transformer blocks), once.
+
+    The default ``candidates`` of :func:`shard_model`.
+
+    Args:
+        model: the model.
+
+    Returns:
+        Every module held in an ``nn.ModuleList``, in module order, each once (a block
+        registered at several depths appears once).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.distributed import block_candidates
+        >>> shared = nn.Linear(4, 4)  # one block at every depth, as in ALBERT
+        >>> model = nn.ModuleDict({"layers": nn.ModuleList([shared] * 3), "head": nn.Linear(4, 2)})
+        >>> block_candidates(model) == [shared]
+        True
+    """
+    check_module(model, "model")
     found: list[nn.Module] = []
     for module in model.modules():
         if isinstance(module, nn.ModuleList):
@@ -365,12 +425,28 @@ def shard_model(
         The model, now an ``FSDPModule``.
 
     Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``merge`` is not a bool, or bad
+            candidates (see :func:`fsdp_units`).
         ValueError: the units split a tied parameter (``merge=False``), or bad candidates.
+        ImportError: this torch has no FSDP2 (``torch.distributed.fsdp.fully_shard``).
         shared_lib.BrokenTiesError: sharding replaced a tied parameter by separate tensors.
+
+    Examples:
+        Candidates that split a tie are refused before anything is sharded (so this runs
+        without a process group); with ``merge=True`` they would become one unit.
+
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> from shared_lib.distributed import shard_model
+        >>> lm = nn.ModuleDict({"embed": nn.Embedding(10, 4), "head": nn.Linear(4, 10, bias=False)})
+        >>> _ = sl.tie(lm["head"], lm["embed"])
+        >>> shard_model(lm, [lm["embed"], lm["head"]], merge=False)
+        Traceback (most recent call last):
+        ...
+        ValueError: units split the tied parameter 'embed.weight' (one tensor, also named ...
     """
-    _check_model(model)
-    if not isinstance(merge, bool):
-        raise TypeError(f"merge must be a bool, got {type(merge).__name__}")
+    check_module(model, "model")
+    check_bool(merge, "merge")
     if candidates is None:
         candidates = block_candidates(model)
     if merge:
@@ -404,7 +480,7 @@ def _reentrant_uses_by_path(model: nn.Module) -> dict[int, set[str | None]]:
         for depth, module in enumerate(chain):  # chain[depth] is at segments[:depth]
             if isinstance(module, Checkpointed) and module.use_reentrant:
                 region = ".".join(segments[:depth]) or "<root>"  # the innermost one wins
-        for param in _direct_parameters(chain[-1]):
+        for param in direct_parameters(chain[-1]):
             regions.setdefault(id(param), set()).add(region)
     return regions
 
@@ -426,7 +502,7 @@ def _reentrant_uses_by_call(
         active.pop()
 
     def use(module: nn.Module, args: object) -> None:
-        for param in _direct_parameters(module):
+        for param in direct_parameters(module):
             regions.setdefault(id(param), set()).add(active[-1] if active else None)
 
     try:
@@ -434,7 +510,7 @@ def _reentrant_uses_by_call(
             if isinstance(module, Checkpointed) and module.use_reentrant:
                 handles.append(module.register_forward_pre_hook(enter))
                 handles.append(module.register_forward_hook(leave))
-            if _direct_parameters(module):
+            if direct_parameters(module):
                 handles.append(module.register_forward_pre_hook(use))
         with torch.no_grad():
             model(*example_inputs)
@@ -463,10 +539,26 @@ def check_reentrant_sharing(
         model: the model you are about to wrap in ``DistributedDataParallel``.
         static_graph: the ``static_graph`` you will pass to DDP; ``True`` supports the pattern.
         example_inputs: optional positional inputs of one forward pass.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``static_graph`` is not a bool, or
+            ``example_inputs`` is not a tuple or list.
+        ValueError: a parameter's gradient would come from several backward passes (the
+            message names it, the regions, and both fixes).
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.distributed import Checkpointed, check_reentrant_sharing
+        >>> block = nn.Linear(4, 4)  # one block at two depths, each checkpointed
+        >>> model = nn.Sequential(*[Checkpointed(block, use_reentrant=True)] * 2)
+        >>> check_reentrant_sharing(model)
+        Traceback (most recent call last):
+        ...
+        ValueError: parameter '0.module.weight' is used in 2 reentrant activation-checkpoint ...
+        >>> check_reentrant_sharing(model, static_graph=True)  # one of the two fixes
     """
-    _check_model(model)
-    if not isinstance(static_graph, bool):
-        raise TypeError(f"static_graph must be a bool, got {type(static_graph).__name__}")
+    check_module(model, "model")
+    check_bool(static_graph, "static_graph")
     if static_graph:
         return
     found = [_reentrant_uses_by_path(model)]
@@ -515,6 +607,26 @@ def wrap_ddp(
         static_graph: passed to DDP (and to the check).
         example_inputs: passed to :func:`check_reentrant_sharing`.
         **ddp_kwargs: passed to ``DistributedDataParallel`` (``device_ids``, ...).
+
+    Returns:
+        The ``DistributedDataParallel`` wrapper of ``model``.
+
+    Raises:
+        TypeError: see :func:`check_reentrant_sharing`.
+        ValueError: :func:`check_reentrant_sharing` refuses the model.
+
+    Examples:
+        The check runs first, so a model DDP would mistrain is refused even without a
+        process group:
+
+        >>> from torch import nn
+        >>> from shared_lib.distributed import Checkpointed, wrap_ddp
+        >>> block = nn.Linear(4, 4)
+        >>> model = nn.Sequential(*[Checkpointed(block, use_reentrant=True)] * 2)
+        >>> wrap_ddp(model)
+        Traceback (most recent call last):
+        ...
+        ValueError: parameter '0.module.weight' is used in 2 reentrant activation-checkpoint ...
     """
     check_reentrant_sharing(model, static_graph=static_graph, example_inputs=example_inputs)
     from torch.nn.parallel import DistributedDataParallel

@@ -19,10 +19,16 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from shared_lib.checkpoint import _optimizer_parameters
-from shared_lib.tying import BrokenTiesError, _validate_groups
+from shared_lib._validation import check_instance, check_module, describe
+from shared_lib.tying import BrokenTiesError, validate_groups
 
-__all__ = ["check_optimizer", "check_tied_uses", "task_gradient_cosine", "unique_parameters"]
+__all__ = [
+    "check_optimizer",
+    "check_tied_uses",
+    "optimizer_parameters",
+    "task_gradient_cosine",
+    "unique_parameters",
+]
 
 
 def unique_parameters(parameters: Iterable[torch.Tensor]) -> list[torch.Tensor]:
@@ -32,34 +38,112 @@ def unique_parameters(parameters: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     list(b.parameters())`` for two modules that share a tensor) before it reaches an optimizer
     or :func:`torch.nn.utils.clip_grad_norm_`.
 
-    >>> lin = nn.Linear(2, 2)
-    >>> len(unique_parameters([lin.weight, lin.bias, lin.weight]))
-    2
+    Args:
+        parameters: an iterable of tensors (not a single tensor), e.g. ``model.parameters()``.
+
+    Returns:
+        Each tensor once, in the order it first appears.
+
+    Raises:
+        TypeError: ``parameters`` is a single tensor, or holds something that is not a tensor.
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.guards import unique_parameters
+        >>> lin = nn.Linear(2, 2)
+        >>> len(unique_parameters([lin.weight, lin.bias, lin.weight]))
+        2
     """
     if isinstance(parameters, torch.Tensor):
         raise TypeError("parameters must be an iterable of tensors, not a single tensor")
     seen: set[int] = set()
     unique: list[torch.Tensor] = []
     for index, param in enumerate(parameters):
-        if not isinstance(param, torch.Tensor):
-            raise TypeError(f"parameters[{index}] must be a tensor, got {type(param).__name__}")
+        check_instance(param, f"parameters[{index}]", torch.Tensor, "torch.Tensor")
         if id(param) not in seen:
             seen.add(id(param))
             unique.append(param)
     return unique
 
 
+def optimizer_parameters(optimizer: torch.optim.Optimizer) -> list[list[torch.Tensor]]:
+    """The optimizer's parameters group by group, refusing a tensor held twice (pytorch #40967).
+
+    A tensor repeated in an optimizer is updated twice per step. PyTorch refuses a tensor in two
+    parameter groups but only warns (once) about a tensor repeated inside one group; this
+    refuses both. :func:`check_optimizer` and :mod:`shared_lib.checkpoint` (which records
+    optimizer state by parameter name) rely on it.
+
+    Args:
+        optimizer: any :class:`torch.optim.Optimizer`.
+
+    Returns:
+        One list of tensors per parameter group, in the optimizer's order.
+
+    Raises:
+        TypeError: ``optimizer`` is not a :class:`torch.optim.Optimizer`.
+        ValueError: a tensor appears twice (the message names its shape and the groups).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.guards import optimizer_parameters
+        >>> layer = nn.Linear(3, 3); net = nn.Sequential(layer, layer)  # one layer used twice
+        >>> optimizer = torch.optim.SGD(net.parameters(), lr=0.1)  # parameters() lists it once
+        >>> [[tuple(p.shape) for p in group] for group in optimizer_parameters(optimizer)]
+        [[(3, 3), (3,)]]
+    """
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer, "torch.optim.Optimizer")
+    seen: dict[int, int] = {}
+    groups = []
+    for index, group in enumerate(optimizer.param_groups):
+        for param in group["params"]:
+            if id(param) in seen:
+                where = "twice in group" if seen[id(param)] == index else "in groups"
+                groups_text = (
+                    f"{index}" if seen[id(param)] == index else f"{seen[id(param)]} and {index}"
+                )
+                raise ValueError(
+                    f"optimizer holds a parameter of shape {tuple(param.shape)} {where} "
+                    f"{groups_text}; a shared parameter must appear once in an optimizer, or it "
+                    "is updated twice per step (see pytorch issue #40967)"
+                )
+            seen[id(param)] = index
+        groups.append(list(group["params"]))
+    return groups
+
+
 def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
     """Raise ``ValueError`` if ``optimizer`` holds any tensor twice (it would update it twice).
 
     PyTorch itself refuses a tensor in two parameter groups but only warns (once) about a
-    tensor repeated inside one group; this check refuses both.
+    tensor repeated inside one group; this check refuses both (see
+    :func:`optimizer_parameters`).
+
+    Args:
+        optimizer: the optimizer to check.
+
+    Raises:
+        TypeError: ``optimizer`` is not a :class:`torch.optim.Optimizer`.
+        ValueError: a tensor appears twice.
+
+    Examples:
+        >>> import warnings
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.guards import check_optimizer
+        >>> embed, head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+        >>> head.weight = embed.weight  # tied
+        >>> by_hand = list(embed.parameters()) + list(head.parameters())  # the tensor twice
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # torch only warns about the repeat
+        ...     optimizer = torch.optim.SGD(by_hand, lr=0.1)
+        >>> check_optimizer(optimizer)
+        Traceback (most recent call last):
+        ...
+        ValueError: optimizer holds a parameter of shape (10, 4) twice in group 0; ...
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
-    _optimizer_parameters(optimizer)
+    optimizer_parameters(optimizer)
 
 
 def _used_tensor(module: nn.Module, name: str) -> tuple[object, str]:
@@ -92,10 +176,29 @@ def check_tied_uses(module: nn.Module, groups: Sequence[Sequence[str]]) -> None:
     Args:
         module: the model.
         groups: the ties it should have, e.g. ``shared_groups(model)`` recorded beforehand.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module`` or ``groups`` is malformed (see
+            :func:`shared_lib.tying.validate_groups`).
+        ValueError: a group has fewer than two names, or a name's submodule does not exist.
+        BrokenTiesError: a group's names give the forward pass different tensors (the message
+            says why for each name: a pruning mask, a quantized module, ...).
+
+    Examples:
+        >>> from torch import nn
+        >>> from torch.nn.utils import prune
+        >>> import shared_lib as sl
+        >>> from shared_lib.guards import check_tied_uses
+        >>> pair = nn.ModuleDict({"a": nn.Linear(4, 4), "b": nn.Linear(4, 4)})
+        >>> _ = sl.tie(pair["b"], pair["a"]); groups = sl.shared_groups(pair)
+        >>> _ = prune.l1_unstructured(pair["a"], "weight", amount=0.5)  # prunes one alias
+        >>> check_tied_uses(pair, groups)
+        Traceback (most recent call last):
+        ...
+        shared_lib.tying.BrokenTiesError: 1 tie(s) ...: [a.weight (computed from ...), b.weight]
     """
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    _validate_groups(groups)
+    check_module(module, "module")
+    validate_groups(groups)
     problems = []
     for group in groups:
         used = [_used_tensor(module, name) for name in group]
@@ -125,13 +228,34 @@ def task_gradient_cosine(
         losses: exactly two scalar losses, one per task.
         parameters: the shared tensors (e.g. ``model.trunk.parameters()``); repeats are ignored.
 
+    Returns:
+        The cosine, in [-1, 1].
+
     Raises:
-        ValueError: not two scalar losses, no parameters, or a task with a zero gradient.
+        TypeError: ``losses`` is not a sequence of tensors, or ``parameters`` not an iterable
+            of tensors.
+        ValueError: not two losses, a loss that is not a scalar, no parameters, or a task with
+            a zero gradient.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.guards import task_gradient_cosine
+        >>> w = nn.Parameter(torch.tensor([1.0, 2.0]))  # the shared tensor
+        >>> round(task_gradient_cosine([w.sum(), -w.sum()], [w]), 3)  # conflict
+        -1.0
+        >>> round(task_gradient_cosine([w[0], w[1]], [w]), 3)  # unrelated directions
+        0.0
     """
-    if isinstance(losses, torch.Tensor) or len(losses) != 2:
+    if isinstance(losses, torch.Tensor) or not isinstance(losses, Sequence):
+        raise TypeError(
+            f"losses must be a sequence of exactly two scalar losses, got {describe(losses)}"
+        )
+    if len(losses) != 2:
         raise ValueError("losses must be a sequence of exactly two scalar losses")
     for index, loss in enumerate(losses):
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        check_instance(loss, f"losses[{index}]", torch.Tensor, "torch.Tensor")
+        if loss.dim() != 0:
             raise ValueError(f"losses[{index}] must be a scalar tensor")
     params = unique_parameters(parameters)
     if not params:

@@ -12,15 +12,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from shared_lib._validation import check_int as _check_int
+from shared_lib._validation import check_choice, check_int, check_module
 
 __all__ = ["STRATEGIES", "SharedStack", "layer_assignment"]
 
+#: The cross-layer strategies of :func:`layer_assignment` (Takase & Kiyono, 2021).
 STRATEGIES = ("sequence", "cycle", "cycle_rev")
 
 
 def layer_assignment(n_layers: int, n_unique: int, strategy: str = "cycle") -> list[int]:
-    """0-based index of the parameter set used by each of ``n_layers`` layers.
+    """0-based index of the parameter set used by each of ``n_layers`` layers (chapter 06).
 
     With M = ``n_unique`` sets and N = ``n_layers`` layers (Takase & Kiyono, 2021):
 
@@ -28,15 +29,32 @@ def layer_assignment(n_layers: int, n_unique: int, strategy: str = "cycle") -> l
     - ``"cycle"``: the sets repeat in order (ABCABC).
     - ``"cycle_rev"``: CYCLE for the first N - M layers, then the sets in reverse (ABCCBA).
 
-    >>> layer_assignment(6, 3, "cycle_rev")
-    [0, 1, 2, 2, 1, 0]
+    Args:
+        n_layers: N, the depth of the network (>= 1).
+        n_unique: M, the number of distinct parameter sets (1 <= M <= N).
+        strategy: one of :data:`STRATEGIES`.
+
+    Returns:
+        ``N`` indices in ``range(M)``, each used at least once.
+
+    Raises:
+        TypeError: ``n_layers`` or ``n_unique`` is not an int, or ``strategy`` not a string.
+        ValueError: ``n_layers`` or ``n_unique`` is below 1, ``n_unique > n_layers``, an
+            unknown ``strategy``, or ``"sequence"`` with N not divisible by M.
+
+    Examples:
+        >>> from shared_lib.sharing import layer_assignment
+        >>> for strategy in ("sequence", "cycle", "cycle_rev"):
+        ...     print(strategy, layer_assignment(6, 3, strategy))
+        sequence [0, 0, 1, 1, 2, 2]
+        cycle [0, 1, 2, 0, 1, 2]
+        cycle_rev [0, 1, 2, 2, 1, 0]
     """
-    _check_int(n_layers, "n_layers", 1)
-    _check_int(n_unique, "n_unique", 1)
+    check_int(n_layers, "n_layers", 1)
+    check_int(n_unique, "n_unique", 1)
     if n_unique > n_layers:
         raise ValueError(f"n_unique must be <= n_layers ({n_layers}), got {n_unique}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    check_choice(strategy, "strategy", STRATEGIES)
 
     if strategy == "sequence":
         if n_layers % n_unique:
@@ -58,18 +76,44 @@ class SharedStack(nn.Module):
 
     The same block object is registered at every layer that uses it, so ``state_dict()`` lists
     every layer, ``parameters()`` lists each block once, and
-    :func:`shared_lib.count_parameters` tells unique from per-use counts.
+    :func:`shared_lib.count_parameters` tells unique from per-use counts (chapters 05 and 06).
+
+    Args:
+        blocks: the M unique blocks (modules), e.g. Transformer layers.
+        assignment: for each layer, the index of the block it runs (see
+            :func:`layer_assignment`); every block must be used.
+
+    Raises:
+        TypeError: a block is not an ``nn.Module`` or an index is not an int.
+        ValueError: no blocks, an empty assignment, an index out of range, or a block never
+            used.
+
+    Shape:
+        - Input: whatever the first block takes, e.g. :math:`(N, L, H)`; extra positional and
+          keyword arguments of ``forward`` are passed to every layer.
+        - Output: what the last block returns; every block must give what the next one takes.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> stack = sl.SharedStack([nn.Linear(8, 8), nn.Linear(8, 8)], [0, 1, 0, 1, 0, 1])
+        >>> stack(torch.randn(3, 8)).shape
+        torch.Size([3, 8])
+        >>> sl.count_parameters(stack), sl.count_parameters(stack, unique=False)
+        (144, 432)
     """
 
     def __init__(self, blocks: Sequence[nn.Module], assignment: Sequence[int]) -> None:
         super().__init__()
         if not blocks:
             raise ValueError("blocks must hold at least one module")
+        for position, block in enumerate(blocks):
+            check_module(block, f"blocks[{position}]")
         if not assignment:
             raise ValueError("assignment must hold at least one layer index")
-        for index in assignment:
-            if isinstance(index, bool) or not isinstance(index, int):
-                raise TypeError(f"assignment must hold ints, got {index!r}")
+        for position, index in enumerate(assignment):
+            check_int(index, f"assignment[{position}]")
             if not 0 <= index < len(blocks):
                 raise ValueError(f"assignment index {index} out of range for {len(blocks)} blocks")
         unused = sorted(set(range(len(blocks))) - set(assignment))
@@ -87,7 +131,23 @@ class SharedStack(nn.Module):
         n_unique: int,
         strategy: str = "cycle",
     ) -> SharedStack:
-        """Create ``n_unique`` blocks with ``make_block()`` and arrange them by ``strategy``."""
+        """Create ``n_unique`` blocks with ``make_block()`` and arrange them by ``strategy``.
+
+        Args:
+            make_block: called ``n_unique`` times, with no arguments, for fresh blocks.
+            n_layers: depth N of the stack.
+            n_unique: number M of distinct blocks.
+            strategy: one of :data:`STRATEGIES` (see :func:`layer_assignment`).
+
+        Returns:
+            The stack; its ``assignment`` is ``layer_assignment(n_layers, n_unique, strategy)``.
+
+        Examples:
+            >>> from torch import nn
+            >>> from shared_lib.sharing import SharedStack
+            >>> SharedStack.build(lambda: nn.Linear(4, 4), 6, 3, "cycle_rev").assignment
+            [0, 1, 2, 2, 1, 0]
+        """
         assignment = layer_assignment(n_layers, n_unique, strategy)
         return cls([make_block() for _ in range(n_unique)], assignment)
 

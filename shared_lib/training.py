@@ -284,7 +284,7 @@ def train_steps(
         >>> len(losses), losses[-1] < 1e-3 < losses[0]
         (50, True)
     """
-    check_instance(optimizer, "optimizer", torch.optim.Optimizer)
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer, "torch.optim.Optimizer")
     check_callable(batch_loss, "batch_loss")
     check_bool(progress, "progress")
     bar = None
@@ -337,7 +337,7 @@ def random_batches(
     check_int(n, "n", 1)
     check_int(batch_size, "batch_size", 1)
     check_int(steps, "steps", 0)
-    check_instance(generator, "generator", torch.Generator)
+    check_instance(generator, "generator", torch.Generator, "torch.Generator")
     for _ in range(steps):
         yield torch.randint(n, (batch_size,), generator=generator)
 

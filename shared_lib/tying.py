@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from shared_lib._validation import check_bool, check_instance, check_module
+
 __all__ = [
     "BrokenTiesError",
     "check_ties",
@@ -29,11 +31,29 @@ __all__ = [
     "shared_groups",
     "tie",
     "untie",
+    "validate_groups",
 ]
 
 
 class BrokenTiesError(RuntimeError):
-    """Raised when names that should be one tensor have become separate tensors."""
+    """Raised when names that should be one tensor have become separate tensors (chapter 05).
+
+    :func:`check_ties`, :func:`retie` and :func:`shared_lib.guards.check_tied_uses` raise it;
+    the message names the groups concerned and the remedy.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> lm = nn.ModuleDict({"embed": nn.Embedding(5, 3), "head": nn.Linear(3, 5, bias=False)})
+        >>> _ = sl.tie(lm["head"], lm["embed"])
+        >>> groups = sl.shared_groups(lm)
+        >>> _ = lm.load_state_dict(lm.state_dict(), assign=True)  # a fresh Parameter per name
+        >>> try:
+        ...     sl.check_ties(lm, groups)
+        ... except sl.BrokenTiesError as error:
+        ...     print(str(error).split(":")[0])
+        1 tie(s) broken, these names are now separate tensors
+    """
 
 
 class _Transpose(nn.Module):
@@ -43,15 +63,30 @@ class _Transpose(nn.Module):
         return original.t()
 
 
-def _check_module(value: object, argument: str) -> nn.Module:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{argument} must be a torch.nn.Module, got {type(value).__name__}")
-    return value
-
-
 def get_parameter(module: nn.Module, name: str) -> nn.Parameter:
-    """The parameter at a dotted ``name`` (e.g. ``"encoder.0.weight"``), with a clear error."""
-    _check_module(module, "module")
+    """The parameter at a dotted ``name`` (e.g. ``"encoder.0.weight"``), with a clear error.
+
+    Args:
+        module: the model to look in.
+        name: a qualified parameter name, as ``module.named_parameters()`` spells it.
+
+    Returns:
+        The registered :class:`torch.nn.Parameter` object (the same object for every name of a
+        tie).
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module`` or ``name`` is not a string.
+        ValueError: no submodule or no parameter of that name.
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.tying import get_parameter
+        >>> layer = nn.Linear(2, 3); net = nn.Sequential(layer, nn.ReLU(), layer)
+        >>> get_parameter(net, "2.weight").shape, get_parameter(net, "2.weight") is layer.weight
+        (torch.Size([3, 2]), True)
+    """
+    check_module(module, "module")
+    check_instance(name, "name", str)
     owner_name, _, attr = name.rpartition(".")
     try:
         owner = module.get_submodule(owner_name) if owner_name else module
@@ -75,6 +110,10 @@ def tie(
 ) -> nn.Parameter:
     """Make ``target.<name>`` use the very tensor ``source.<source_name>`` (one tensor, two uses).
 
+    The nanoGPT line ``self.transformer.wte.weight = self.lm_head.weight``, with its checks
+    (chapter 01): after the call both names are one :class:`torch.nn.Parameter`, stored,
+    counted and updated once, whose gradient sums both uses.
+
     Args:
         target: module whose parameter is replaced (e.g. a language model's output layer).
         source: module (or parameter) that owns the tensor to share (e.g. the token embedding).
@@ -88,15 +127,39 @@ def tie(
         The shared parameter.
 
     Raises:
-        TypeError: if ``target``/``source`` are not modules/parameters.
-        ValueError: if a name does not exist, or the shapes (after transposing) differ.
+        TypeError: ``target`` is not a module, ``source`` neither a module nor a parameter,
+            a name not a string, or ``transpose`` not a bool.
+        ValueError: a name does not exist or is already parametrized, ``transpose=True`` for a
+            tensor that is not 2-D, or the shapes (after transposing), dtypes or devices differ.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> lm = nn.ModuleDict({"embed": nn.Embedding(10, 4), "head": nn.Linear(4, 10, bias=False)})
+        >>> _ = sl.tie(lm["head"], lm["embed"])  # the head computes with the embedding's tensor
+        >>> lm["head"].weight is lm["embed"].weight, sl.shared_groups(lm)
+        (True, [['embed.weight', 'head.weight']])
+        >>> sl.count_parameters(lm), sl.count_parameters(lm, unique=False)  # stored vs per use
+        (40, 80)
+
+        A tied autoencoder, whose decoder uses the encoder's weight transposed:
+
+        >>> encoder, decoder = nn.Linear(6, 3), nn.Linear(3, 6)
+        >>> _ = sl.tie(decoder, encoder, transpose=True)
+        >>> decoder.weight.shape, torch.equal(decoder.weight, encoder.weight.T)
+        (torch.Size([6, 3]), True)
     """
-    _check_module(target, "target")
+    check_module(target, "target")
+    check_instance(name, "name", str)
+    check_instance(source, "source", (nn.Module, nn.Parameter), "torch.nn.Module or nn.Parameter")
     if isinstance(source, nn.Parameter):
         shared = source
         source_desc = "source parameter"
-    elif isinstance(source, nn.Module):
-        source_name = name if source_name is None else source_name
+    else:
+        source_name = (
+            name if source_name is None else check_instance(source_name, "source_name", str)
+        )
         shared = getattr(source, source_name, None)
         if not isinstance(shared, nn.Parameter):
             raise ValueError(
@@ -104,16 +167,13 @@ def tie(
                 "of that name"
             )
         source_desc = f"source.{source_name}"
-    else:
-        raise TypeError(f"source must be an nn.Module or nn.Parameter, got {type(source).__name__}")
 
     if parametrize.is_parametrized(target, name):
         raise ValueError(f"name {name!r} on target is already parametrized; untie it first")
     current = target._parameters.get(name)
     if current is None:
         raise ValueError(f"name {name!r}: {type(target).__name__} has no parameter of that name")
-    if not isinstance(transpose, bool):
-        raise TypeError(f"transpose must be a bool, got {type(transpose).__name__}")
+    check_bool(transpose, "transpose")
 
     if transpose:
         if shared.dim() != 2:
@@ -145,11 +205,29 @@ def tie(
 def shared_groups(module: nn.Module) -> list[list[str]]:
     """Qualified names that are one tensor, as groups of two or more, in registration order.
 
-    >>> lin = nn.Linear(3, 3); net = nn.Sequential(lin, nn.ReLU(), lin)
-    >>> shared_groups(net)
-    [['0.weight', '2.weight'], ['0.bias', '2.bias']]
+    Both kinds of structural sharing show: a parameter assigned to several modules (tied
+    embeddings) and a module registered in several places (a layer reused at every depth).
+    Record the groups before an operation that may break ties, to check (:func:`check_ties`)
+    or restore (:func:`retie`) them afterwards (chapter 01).
+
+    Args:
+        module: the model.
+
+    Returns:
+        One list of names per shared tensor, each in ``named_parameters`` order; ``[]`` when
+        nothing is shared.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> lin = nn.Linear(3, 3); net = nn.Sequential(lin, nn.ReLU(), lin)
+        >>> sl.shared_groups(net)
+        [['0.weight', '2.weight'], ['0.bias', '2.bias']]
     """
-    _check_module(module, "module")
+    check_module(module, "module")
     by_tensor: dict[int, list[str]] = {}
     for qualified_name, param in module.named_parameters(remove_duplicate=False):
         by_tensor.setdefault(id(param), []).append(qualified_name)
@@ -162,12 +240,43 @@ def _set_parameter(module: nn.Module, name: str, param: nn.Parameter) -> None:
     owner._parameters[attr] = param
 
 
-def _validate_groups(groups: Sequence[Sequence[str]]) -> None:
+def validate_groups(groups: Sequence[Sequence[str]]) -> Sequence[Sequence[str]]:
+    """``groups`` if it has the form :func:`shared_groups` returns: groups of two or more names.
+
+    The argument check of every function that takes recorded ties (:func:`check_ties`,
+    :func:`retie`, :func:`shared_lib.guards.check_tied_uses`). It checks the form only; whether
+    the names exist is up to the caller.
+
+    Args:
+        groups: a list of lists of qualified parameter names.
+
+    Returns:
+        ``groups``, unchanged.
+
+    Raises:
+        TypeError: ``groups`` is a string or not a sequence, a group is not a sequence, or a
+            name is not a string.
+        ValueError: a group holds fewer than two names.
+
+    Examples:
+        >>> from shared_lib.tying import validate_groups
+        >>> validate_groups([["embed.weight", "head.weight"]])
+        [['embed.weight', 'head.weight']]
+        >>> validate_groups([["embed.weight"]])
+        Traceback (most recent call last):
+        ...
+        ValueError: groups: each group needs at least two names, got ['embed.weight']
+    """
     if isinstance(groups, str) or not isinstance(groups, Sequence):
         raise TypeError("groups must be a list of lists of parameter names (see shared_groups)")
-    for group in groups:
-        if isinstance(group, str) or not isinstance(group, Sequence) or len(group) < 2:
+    for index, group in enumerate(groups):
+        if isinstance(group, str) or not isinstance(group, Sequence):
+            raise TypeError(f"groups: each group must be a list of parameter names, got {group!r}")
+        if len(group) < 2:
             raise ValueError(f"groups: each group needs at least two names, got {group!r}")
+        for position, name in enumerate(group):
+            check_instance(name, f"groups[{index}][{position}]", str)
+    return groups
 
 
 def _still_a_parameter(module: nn.Module, name: str) -> nn.Parameter | None:
@@ -189,9 +298,36 @@ def _still_a_parameter(module: nn.Module, name: str) -> nn.Parameter | None:
 
 def check_ties(module: nn.Module, groups: Sequence[Sequence[str]]) -> None:
     """Raise :class:`BrokenTiesError` if any group of names no longer resolves to one tensor,
-    or one of its names is no longer a parameter at all (after pruning or quantization)."""
-    _check_module(module, "module")
-    _validate_groups(groups)
+    or one of its names is no longer a parameter at all (after pruning or quantization).
+
+    Call it after an operation known to replace parameters (chapter 05), with the groups
+    :func:`shared_groups` gave before it.
+
+    Args:
+        module: the model.
+        groups: the ties it should have, e.g. ``shared_groups(model)`` recorded beforehand.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module`` or ``groups`` is malformed
+            (see :func:`validate_groups`).
+        ValueError: a group has fewer than two names, or a name does not exist in ``module``.
+        BrokenTiesError: a group is now several tensors, or a name is no longer a parameter.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> lm = nn.ModuleDict({"embed": nn.Embedding(5, 3), "head": nn.Linear(3, 5, bias=False)})
+        >>> _ = sl.tie(lm["head"], lm["embed"])
+        >>> groups = sl.shared_groups(lm)
+        >>> sl.check_ties(lm, groups)  # intact: nothing happens
+        >>> lm["head"].weight = nn.Parameter(lm["embed"].weight.detach().clone())
+        >>> sl.check_ties(lm, groups)
+        Traceback (most recent call last):
+        ...
+        shared_lib.tying.BrokenTiesError: 1 tie(s) broken, ... [['embed.weight', 'head.weight']]...
+    """
+    check_module(module, "module")
+    validate_groups(groups)
     broken, replaced = [], []
     for group in groups:
         params = [_still_a_parameter(module, name) for name in group]
@@ -211,13 +347,39 @@ def check_ties(module: nn.Module, groups: Sequence[Sequence[str]]) -> None:
 
 
 def retie(module: nn.Module, groups: Sequence[Sequence[str]], *, check_values: bool = True) -> None:
-    """Make every name in each group use the first name's tensor again.
+    """Make every name in each group use the first name's tensor again (chapter 05).
 
     With ``check_values`` (default), refuse to re-tie tensors whose values differ, because one of
-    them would be silently thrown away.
+    them would be silently thrown away. Values are compared only when both tensors hold data
+    (not on the meta device).
+
+    Args:
+        module: the model, changed in place.
+        groups: the ties to restore, e.g. ``shared_groups(model)`` recorded beforehand; the first
+            name of each group keeps its tensor.
+        check_values: refuse tensors with different values (``False``: keep the first's).
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``, ``groups`` is malformed or
+            ``check_values`` is not a bool.
+        ValueError: a name does not exist, or the names of a group have different shapes.
+        BrokenTiesError: ``check_values`` is on and the tensors of a group hold different values.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))  # two different weights
+        >>> sl.retie(net, [["0.weight", "1.weight"]])
+        Traceback (most recent call last):
+        ...
+        shared_lib.tying.BrokenTiesError: cannot re-tie '1.weight' to '0.weight': ...
+        >>> sl.retie(net, [["0.weight", "1.weight"]], check_values=False)  # keep the first
+        >>> net[1].weight is net[0].weight
+        True
     """
-    _check_module(module, "module")
-    _validate_groups(groups)
+    check_module(module, "module")
+    validate_groups(groups)
+    check_bool(check_values, "check_values")
     for group in groups:
         keeper = get_parameter(module, group[0])
         for name in group[1:]:
@@ -245,15 +407,35 @@ def retie(module: nn.Module, groups: Sequence[Sequence[str]], *, check_values: b
 
 @contextmanager
 def preserve_ties(module: nn.Module, *, check_values: bool = True) -> Iterator[list[list[str]]]:
-    """Record the ties, run the block, then restore any tie the block broke.
+    """Record the ties, run the block, then restore any tie the block broke (chapter 05).
 
     ``check_values`` is passed to :func:`retie`: keep it for loads (a tie whose names were given
     different values is refused, not silently resolved); turn it off for ``to_empty``, whose
     fresh tensors hold uninitialised memory.
 
-    >>> with preserve_ties(model, check_values=False):
-    ...     model.to_empty(device="cpu")   # would otherwise untie tied weights
+    Args:
+        module: the model whose ties to keep.
+        check_values: see :func:`retie`.
+
+    Yields:
+        The recorded groups, as :func:`shared_groups` gives them.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module`` or ``check_values`` is not a bool.
+        BrokenTiesError: ``check_values`` is on and the block gave tied names different values.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> lm = nn.ModuleDict({"embed": nn.Embedding(5, 3), "head": nn.Linear(3, 5, bias=False)})
+        >>> _ = sl.tie(lm["head"], lm["embed"])
+        >>> state = {name: tensor.clone() for name, tensor in lm.state_dict().items()}
+        >>> with sl.preserve_ties(lm) as groups:
+        ...     _ = lm.load_state_dict(state, assign=True)  # alone, it unties embed and head
+        >>> groups, lm["head"].weight is lm["embed"].weight
+        ([['embed.weight', 'head.weight']], True)
     """
+    check_bool(check_values, "check_values")
     groups = shared_groups(module)
     yield groups
     if groups:
@@ -265,9 +447,27 @@ def untie(module: nn.Module) -> nn.Module:
 
     A module registered in several places becomes several independent modules; a parameter
     shared by several modules becomes one clone per name. The copy is the model as it would be
-    without sharing: ``count_parameters(untie(m)) == count_parameters(m, unique=False)``.
+    without sharing: ``count_parameters(untie(m)) == count_parameters(m, unique=False)``
+    (chapter 01). ``module`` itself keeps its ties.
+
+    Args:
+        module: the model.
+
+    Returns:
+        The untied copy.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> layer = nn.Linear(4, 4); net = nn.Sequential(layer, layer)
+        >>> untied = sl.untie(net)
+        >>> sl.shared_groups(untied), sl.count_parameters(untied), sl.count_parameters(net)
+        ([], 40, 20)
     """
-    _check_module(module, "module")
+    check_module(module, "module")
     untied = copy.deepcopy(module)
 
     seen_modules: set[int] = set()

@@ -16,12 +16,39 @@ from dataclasses import dataclass
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["Use", "conv_position_uses", "count_per_use", "trace_uses", "unit_names", "unit_of"]
+from shared_lib._validation import check_callable, check_instance, check_int, check_module, describe
+
+__all__ = [
+    "Use",
+    "conv_position_uses",
+    "count_per_use",
+    "direct_parameters",
+    "trace_uses",
+    "unit_names",
+    "unit_of",
+]
 
 
 @dataclass(frozen=True)
 class Use:
-    """One use of some parameters: a label for the use and the canonical names it reads."""
+    """One use of some parameters: a label for the use and the canonical names it reads.
+
+    :func:`trace_uses` and :func:`conv_position_uses` return lists of them; a sharing map
+    (:func:`shared_lib.plotting.plot_sharing_map`) draws one row per use (chapter 01).
+
+    Attributes:
+        label: what used the tensors, e.g. ``"cell (call 3)"`` or ``"position (0, 2)"``.
+        tensors: canonical names of the tensors read (a tied tensor under its first name).
+        numel: number of parameter elements read; summed over uses by :func:`count_per_use`.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.uses import trace_uses
+        >>> layer = nn.Linear(3, 2)
+        >>> trace_uses(layer, lambda: layer(torch.randn(1, 3)))
+        [Use(label='Linear', tensors=('weight', 'bias'), numel=8)]
+    """
 
     label: str
     tensors: tuple[str, ...]
@@ -35,22 +62,57 @@ def _canonical_names(model: nn.Module) -> dict[int, str]:
     return names
 
 
-def _direct_tensors(module: nn.Module) -> list[nn.Parameter]:
-    """Parameters a module reads when called: its own, and the originals behind parametrizations."""
-    tensors = [p for p in module._parameters.values() if p is not None]
+def direct_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """Parameters a module reads when called: its own, and the originals behind parametrizations.
+
+    Unlike ``module.parameters()``, submodules' parameters are left out, and a parametrized
+    weight (such as the transposed tie of :func:`shared_lib.tie`) shows as the tensor it is
+    computed from. This is what one call of the module uses, for :func:`trace_uses` and for the
+    checks of :mod:`shared_lib.distributed`.
+
+    Args:
+        module: any module.
+
+    Returns:
+        Its own registered parameters in registration order, then the parametrizations'
+        originals.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
+
+    Examples:
+        >>> from torch import nn
+        >>> import shared_lib as sl
+        >>> from shared_lib.uses import direct_parameters
+        >>> encoder, decoder = nn.Linear(6, 3), nn.Linear(3, 6)
+        >>> _ = sl.tie(decoder, encoder, transpose=True)  # decoder.weight is encoder.weight.T
+        >>> [param is encoder.weight for param in direct_parameters(decoder)]  # bias, original
+        [False, True]
+        >>> direct_parameters(nn.Sequential(encoder))  # a container reads nothing itself
+        []
+    """
+    check_module(module, "module")
+    params = [p for p in module._parameters.values() if p is not None]
     if parametrize.is_parametrized(module):
-        for plist in module.parametrizations.values():
-            tensors.extend(p for p in plist.parameters(recurse=False))
-    return tensors
+        for parametrization in module.parametrizations.values():
+            params.extend(p for p in parametrization._parameters.values() if p is not None)
+    return params
 
 
 def _units(model: nn.Module, modules: Sequence[str] | None) -> list[tuple[str, nn.Module, list]]:
     """(label, module, tensors it reads) for every module to watch."""
     if modules is None:
-        found = [(name, module, _direct_tensors(module)) for name, module in model.named_modules()]
+        found = [
+            (name, module, direct_parameters(module)) for name, module in model.named_modules()
+        ]
         return [unit for unit in found if unit[2]]
+    if isinstance(modules, str) or not isinstance(modules, Sequence):
+        raise TypeError(
+            f"modules must be a list of submodule names or None, got {describe(modules)}"
+        )
     units, seen = [], set()
-    for name in modules:
+    for index, name in enumerate(modules):
+        check_instance(name, f"modules[{index}]", str)
         try:
             module = model.get_submodule(name)
         except AttributeError as error:
@@ -58,7 +120,7 @@ def _units(model: nn.Module, modules: Sequence[str] | None) -> list[tuple[str, n
         if id(module) in seen:
             continue  # the same object under another name: one unit, labelled by its first name
         seen.add(id(module))
-        tensors = list({id(p): p for m in module.modules() for p in _direct_tensors(m)}.values())
+        tensors = list({id(p): p for m in module.modules() for p in direct_parameters(m)}.values())
         units.append((name, module, tensors))
     return units
 
@@ -66,19 +128,39 @@ def _units(model: nn.Module, modules: Sequence[str] | None) -> list[tuple[str, n
 def trace_uses(
     model: nn.Module, run: Callable[[], object], modules: Sequence[str] | None = None
 ) -> list[Use]:
-    """Run ``run()`` and return one :class:`Use` per call of a watched module.
+    """Run ``run()`` and return one :class:`Use` per call of a watched module (chapter 01).
 
     By default every module that owns parameters is watched; ``modules`` names coarser units
     instead (e.g. ``["embeddings", "layers.0", "pooler"]``), each counting all the tensors below
     it. Calls are labelled with the module's name, and a call number when it is called more
-    than once (``"cell (call 3)"``).
+    than once (``"cell (call 3)"``). The hooks are removed afterwards, even if ``run`` fails.
 
-    >>> cell = nn.RNNCell(2, 2); uses = trace_uses(cell, lambda: [cell(x) for x in xs])
+    Args:
+        model: the model whose modules to watch.
+        run: a function of no arguments that calls the model (its result is ignored).
+        modules: names of submodules to watch as units; ``None`` watches every module that
+            owns parameters, each for its own tensors.
+
+    Returns:
+        The uses, in call order.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``run`` is not callable, or ``modules``
+            is not a list of names.
+        ValueError: a name in ``modules`` is not a submodule of ``model``.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from shared_lib.uses import count_per_use, trace_uses
+        >>> cell = nn.RNNCell(2, 3)  # 21 parameters, called at each of 4 time steps
+        >>> xs = torch.randn(4, 1, 2)
+        >>> uses = trace_uses(cell, lambda: [cell(x) for x in xs])
+        >>> [use.label for use in uses[:2]], count_per_use(uses)
+        (['RNNCell (call 1)', 'RNNCell (call 2)'], 84)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if not callable(run):
-        raise TypeError(f"run must be a callable taking no arguments, got {type(run).__name__}")
+    check_module(model, "model")
+    check_callable(run, "run", "taking no arguments")
     canonical = _canonical_names(model)
     records: list[tuple[str, tuple[str, ...], int]] = []
     handles = []
@@ -112,11 +194,37 @@ def conv_position_uses(conv: nn.Conv1d | nn.Conv2d, input_size: tuple[int, ...])
     """One :class:`Use` per output position of ``conv`` on an input of spatial ``input_size``.
 
     Inside one call a convolution applies the same kernel at every output position: this spells
-    those uses out, so that an unshared (locally connected) layer's size is their sum.
+    those uses out, so that an unshared (locally connected) layer's size is their sum
+    (chapter 01).
+
+    Args:
+        conv: a 1-D or 2-D convolution.
+        input_size: the input's spatial size, one positive int per dimension (``(H, W)`` or
+            ``(L,)``).
+
+    Returns:
+        One use per output position, in row-major order, each reading all of ``conv``'s
+        parameters.
+
+    Raises:
+        TypeError: ``conv`` is not an ``nn.Conv1d`` or ``nn.Conv2d``, or a size is not an int.
+        ValueError: ``input_size`` has the wrong length or a size below 1, or is smaller than
+            the kernel.
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.uses import conv_position_uses, count_per_use
+        >>> conv = nn.Conv2d(1, 2, kernel_size=3)  # 20 parameters
+        >>> uses = conv_position_uses(conv, (5, 5))  # a 3 x 3 output: 9 uses of one kernel
+        >>> len(uses), uses[0].label, count_per_use(uses)
+        (9, 'position (0, 0)', 180)
     """
-    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)):
-        raise TypeError(f"conv must be an nn.Conv1d or nn.Conv2d, got {type(conv).__name__}")
+    check_instance(conv, "conv", (nn.Conv1d, nn.Conv2d), "torch.nn.Conv1d or Conv2d")
     dims = len(conv.kernel_size)
+    if isinstance(input_size, str) or not isinstance(input_size, Sequence):
+        raise TypeError(f"input_size must be a tuple of {dims} ints, got {describe(input_size)}")
+    for index, size in enumerate(input_size):
+        check_int(size, f"input_size[{index}]")
     if len(input_size) != dims or any(s < 1 for s in input_size):
         raise ValueError(f"input_size must be {dims} positive ints, got {input_size}")
     out = []
@@ -137,16 +245,55 @@ def conv_position_uses(conv: nn.Conv1d | nn.Conv2d, input_size: tuple[int, ...])
     return [Use(f"position {p if dims > 1 else p[0]}", names, numel) for p in positions]
 
 
-def count_per_use(uses: list[Use]) -> int:
-    """Parameters the model would hold if every use had its own copy: the sum over uses."""
+def count_per_use(uses: Sequence[Use]) -> int:
+    """Parameters the model would hold if every use had its own copy: the sum over uses.
+
+    Compare with :func:`shared_lib.count_parameters`, which counts what is stored (chapter 01).
+
+    Args:
+        uses: the uses, as :func:`trace_uses` or :func:`conv_position_uses` return them.
+
+    Returns:
+        The sum of their ``numel``.
+
+    Raises:
+        TypeError: an entry of ``uses`` is not a :class:`Use`.
+
+    Examples:
+        >>> from shared_lib.uses import Use, count_per_use
+        >>> uses = [Use("cell (call 1)", ("weight",), 12), Use("cell (call 2)", ("weight",), 12)]
+        >>> count_per_use(uses)  # one stored tensor of 12 elements, used twice
+        24
+    """
+    for index, use in enumerate(uses):
+        check_instance(use, f"uses[{index}]", Use)
     return sum(use.numel for use in uses)
 
 
 def unit_names(model: nn.Module) -> list[str]:
     """Names of the model's building blocks: its children, with ModuleLists/ModuleDicts opened.
 
-    The same object registered under several names is listed once (by its first name).
+    The same object registered under several names is listed once (by its first name); children
+    without parameters are left out. These are the columns of a sharing map (chapter 01).
+
+    Args:
+        model: the model.
+
+    Returns:
+        Qualified names of the building blocks, in registration order.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.uses import unit_names
+        >>> block = nn.Linear(4, 4)  # registered at two depths
+        >>> layers = nn.ModuleList([block, block])
+        >>> unit_names(nn.ModuleDict({"embed": nn.Embedding(9, 4), "layers": layers}))
+        ['embed', 'layers.0']
     """
+    check_module(model, "model")
     names, seen = [], set()
 
     def walk(module: nn.Module, prefix: str) -> None:
@@ -164,7 +311,29 @@ def unit_names(model: nn.Module) -> list[str]:
 
 def unit_of(units: Sequence[str]) -> Callable[[str], str]:
     """Map a parameter name to the unit (see :func:`unit_names`) that owns it: a ``column_of``
-    for :func:`shared_lib.plotting.plot_sharing_map`."""
+    for :func:`shared_lib.plotting.plot_sharing_map` (chapter 01).
+
+    Args:
+        units: unit names; the longest one that prefixes a parameter name wins.
+
+    Returns:
+        A function from a qualified parameter name to its unit; a name under no unit maps to
+        its module's name (the name without its last part).
+
+    Raises:
+        TypeError: ``units`` is a string or holds a non-string.
+
+    Examples:
+        >>> from shared_lib.uses import unit_of
+        >>> column = unit_of(["embed", "layers.0"])
+        >>> column("layers.0.weight"), column("head.bias")
+        ('layers.0', 'head')
+    """
+    if isinstance(units, str):
+        raise TypeError(f"units must be a list of unit names, got {describe(units)}")
+    units = list(units)
+    for index, unit in enumerate(units):
+        check_instance(unit, f"units[{index}]", str)
     ordered = sorted(units, key=len, reverse=True)
 
     def column(name: str) -> str:

@@ -130,7 +130,7 @@ def train_moe(
     with ``seed``), cross-entropy plus ``aux_weight`` times the layer's load-balancing loss.
     Chapter 08 compares top-2 routing with one shared expert plus top-1 routing.
     """
-    check_instance(data, "data", Split)
+    check_instance(data, "data", Split, "shared_lib.data.Split")
     check_int(steps, "steps", 1)
     check_int(batch_size, "batch_size", 1)
     if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
@@ -160,7 +160,7 @@ def train_hyper_mlp(
     """Train a :class:`~shared_lib.layers.hyper.HyperMLP` (``embedding_dim=None``: unshared
     hidden layers) on ``data`` with the mini-batch recipe of :func:`train_standalone`; return its
     test accuracy and the trained network (chapter 08's hypernetwork experiment)."""
-    check_instance(data, "data", Split)
+    check_instance(data, "data", Split, "shared_lib.data.Split")
     seed_everything(seed)
     net = HyperMLP(embedding_dim, data.x_train.shape[1], out_features=int(data.y_train.max()) + 1)
     train_standalone(net, data.x_train, data.y_train, steps, lr, batch_size, seed)

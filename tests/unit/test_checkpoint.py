@@ -407,6 +407,8 @@ def test_bad_input_is_refused_with_the_argument_named(tmp_path):
         load_checkpoint(None, path)
     with pytest.raises(TypeError, match="optimizer must be"):
         load_checkpoint(model, path, optimizer=object())
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        load_checkpoint(model, path, strict="no")
 
     missing = tmp_path / "nowhere" / "missing.safetensors"
     with pytest.raises(FileNotFoundError, match="path") as error:
@@ -438,3 +440,13 @@ def test_write_is_atomic_and_creates_folders(tmp_path):
     fresh = build(2)
     load_checkpoint(fresh, path)
     assert_same_state(build(1), fresh)
+
+
+def test_the_package_keeps_its_public_names():
+    import shared_lib
+    import shared_lib.checkpoint as checkpoint
+
+    assert shared_lib.save_checkpoint is checkpoint.save_checkpoint is save_checkpoint
+    assert shared_lib.load_checkpoint is checkpoint.load_checkpoint is load_checkpoint
+    assert checkpoint.FORMAT_VERSION == checkpoint.format.FORMAT_VERSION == 1
+    assert set(checkpoint.__all__) == {"FORMAT_VERSION", "load_checkpoint", "save_checkpoint"}

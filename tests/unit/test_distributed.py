@@ -156,6 +156,8 @@ def test_shard_model_refuses_a_split_before_sharding_anything():
     model = tiny_gpt()  # no process group: the refusal must come first
     with pytest.raises(ValueError, match="split the tied parameter"):
         shard_model(model, [model.transformer.wte, model.lm_head], merge=False)
+    with pytest.raises(TypeError, match="merge must be True or False"):
+        shard_model(model, merge="no")
     assert type(model) is GPT
 
 
@@ -249,6 +251,8 @@ def test_wrap_ddp_checks_before_building_ddp():
         wrap_ddp(checkpointed_encoder(use_reentrant=True))
     with pytest.raises(TypeError, match="example_inputs"):
         check_reentrant_sharing(Loop(), example_inputs=torch.randn(2, 4))
+    with pytest.raises(TypeError, match="static_graph must be True or False"):
+        check_reentrant_sharing(Loop(), static_graph=1)
 
 
 @pytest.mark.parametrize("use_reentrant", [True, False])
@@ -266,7 +270,7 @@ def test_checkpointed_gives_the_plain_gradients(use_reentrant):
     with torch.no_grad():  # evaluation calls the module directly
         assert torch.allclose(wrapped(ids)[0], plain(ids)[0], atol=1e-6)
     assert f"use_reentrant={use_reentrant}" in repr(wrapped.layers[0])
-    with pytest.raises(TypeError, match="use_reentrant must be a bool"):
+    with pytest.raises(TypeError, match="use_reentrant must be True or False"):
         Checkpointed(nn.Linear(2, 2), use_reentrant="yes")
 
 

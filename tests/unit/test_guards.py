@@ -10,6 +10,7 @@ import shared_lib as sl
 from shared_lib.guards import (
     check_optimizer,
     check_tied_uses,
+    optimizer_parameters,
     task_gradient_cosine,
     unique_parameters,
 )
@@ -43,6 +44,18 @@ def test_check_optimizer_refuses_a_repeated_tensor():
         optimizer = torch.optim.SGD([weight, weight], lr=0.1)
     with pytest.raises(ValueError, match=r"shape \(2,\) twice in group 0"):
         check_optimizer(optimizer)
+
+
+def test_optimizer_parameters_lists_each_group_and_refuses_repeats():
+    layer = nn.Linear(3, 3)
+    optimizer = torch.optim.SGD([{"params": [layer.weight]}, {"params": [layer.bias]}], lr=0.1)
+    assert optimizer_parameters(optimizer) == [[layer.weight], [layer.bias]]
+    with pytest.warns(UserWarning, match="duplicate"):
+        twice = torch.optim.SGD([layer.weight, layer.weight], lr=0.1)
+    with pytest.raises(ValueError, match="twice in group 0"):
+        optimizer_parameters(twice)
+    with pytest.raises(TypeError, match="optimizer must be"):
+        optimizer_parameters([layer.weight])
 
 
 def test_check_tied_uses_passes_intact_ties_and_names_the_broken_one():
@@ -100,3 +113,7 @@ def test_task_gradient_cosine_errors():
         task_gradient_cosine([w.sum(), w.sum()], [])
     with pytest.raises(ValueError, match=r"losses\[1\] has a zero gradient"):
         task_gradient_cosine([w.sum(), (w * 0).sum()], [w])
+    with pytest.raises(TypeError, match="losses must be a sequence"):
+        task_gradient_cosine(w.sum(), [w])
+    with pytest.raises(TypeError, match=r"losses\[0\] must be a torch\.Tensor"):
+        task_gradient_cosine([1.0, w.sum()], [w])

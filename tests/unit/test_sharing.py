@@ -54,6 +54,7 @@ def test_edge_cases_one_set_and_no_sharing():
         ((0, 1, "cycle"), ValueError, "n_layers"),
         ((6.0, 3, "cycle"), TypeError, "n_layers"),
         ((6, True, "cycle"), TypeError, "n_unique"),
+        ((6, 3, None), TypeError, "strategy"),
     ],
 )
 def test_bad_arguments(args, error, message):
@@ -86,4 +87,13 @@ def test_shared_stack_registers_one_block_per_set():
 )
 def test_shared_stack_bad_input(blocks, assignment, message):
     with pytest.raises(ValueError, match=message):
+        SharedStack(blocks, assignment)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "assignment", "message"),
+    [([object()], [0], r"blocks\[0\]"), ([nn.Linear(2, 2)], [0.0], r"assignment\[0\]")],
+)
+def test_shared_stack_wrong_types(blocks, assignment, message):
+    with pytest.raises(TypeError, match=message):
         SharedStack(blocks, assignment)

@@ -192,11 +192,36 @@ def test_retie_refuses_to_drop_different_values():
         (lambda: sl.check_ties(nn.Linear(2, 2), [["weight", "nope"]]), ValueError, "nope"),
         (lambda: sl.get_parameter(nn.Linear(2, 2), "missing.weight"), ValueError, "missing"),
         (lambda: sl.parameter_memory(nn.Linear(2, 2), optimizer="lion"), ValueError, "optimizer"),
+        (lambda: sl.parameter_memory(nn.Linear(2, 2), optimizer=None), TypeError, "optimizer"),
+        (lambda: sl.parameter_memory(nn.Linear(2, 2), unique="no"), TypeError, "unique"),
+        (lambda: sl.count_parameters(nn.Linear(2, 2), trainable_only=1), TypeError, "trainable"),
+        (lambda: sl.check_ties(nn.Linear(2, 2), ["weight", "bias"]), TypeError, "groups"),
+        (lambda: sl.check_ties(nn.Linear(2, 2), [["weight", 0]]), TypeError, r"groups\[0\]\[1\]"),
+        (lambda: sl.get_parameter(nn.Linear(2, 2), 0), TypeError, "name"),
+        (lambda: sl.tie(nn.Linear(3, 3), nn.Linear(3, 3), source_name=0), TypeError, "source_name"),
+        (
+            lambda: sl.retie(nn.Linear(2, 2), [["weight", "weight"]], check_values="no"),
+            TypeError,
+            "check_values",
+        ),
     ],
 )
 def test_bad_input_raises_clear_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_preserve_ties_refuses_a_flag_that_is_not_a_bool():
+    with (
+        pytest.raises(TypeError, match="check_values"),
+        sl.preserve_ties(tied_lm(), check_values=0),
+    ):
+        pass
+
+
+def test_validate_groups_returns_the_groups_it_accepts():
+    groups = [["embed.weight", "head.weight"]]
+    assert sl.tying.validate_groups(groups) is groups
 
 
 def test_tying_an_already_parametrized_name_is_refused():
