@@ -23,7 +23,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_choice, check_int, check_module, describe
+from shared_lib._validation import (
+    check_callable,
+    check_choice,
+    check_instance,
+    check_int,
+    check_module,
+    describe,
+)
 from shared_lib.counting import parameter_memory
 from shared_lib.training import benchmark, synchronize
 
@@ -234,20 +241,6 @@ def _as_args(inputs: object) -> tuple[torch.Tensor, ...]:
     )
 
 
-def _check_loss_fn(loss_fn: object) -> LossFn:
-    """``loss_fn`` if it is callable (``_validation`` has no check for callables)."""
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {describe(loss_fn)}")
-    return loss_fn
-
-
-def _check_optimizer(optimizer: object) -> torch.optim.Optimizer:
-    """``optimizer`` if it is a torch optimizer."""
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {describe(optimizer)}")
-    return optimizer
-
-
 def _model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -375,7 +368,7 @@ def activation_bytes(
     """
     _check_model(model)
     args = _as_args(inputs)
-    _check_loss_fn(loss_fn)
+    check_callable(loss_fn, "loss_fn")
     check_choice(method, "method", ACTIVATION_METHODS)
     device = _model_device(model)
     if method == "auto":
@@ -496,7 +489,7 @@ def step_flops(
     """
     _check_model(model)
     args = _as_args(inputs)
-    _check_loss_fn(loss_fn)
+    check_callable(loss_fn, "loss_fn")
     return _count_step(model, args, loss_fn, targets)
 
 
@@ -557,7 +550,7 @@ def memory_report(
     _check_model(model)
     params = parameter_memory(model, optimizer)
     args = _as_args(inputs)
-    _check_loss_fn(loss_fn)
+    check_callable(loss_fn, "loss_fn")
     if method == "saved" or (method == "auto" and _model_device(model).type != "cuda"):
         saved = _SavedTensors(model)  # one pass counts both the FLOPs and the saved tensors
         forward, backward = _count_step(model, args, loss_fn, targets, saved)
@@ -606,7 +599,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
         >>> optimizer_state_bytes(optimizer)  # two moments of 20 floats: one layer's, not two
         160
     """
-    _check_optimizer(optimizer)
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer, "torch.optim.Optimizer")
     total = 0
     for state in optimizer.state.values():
         for value in state.values():
@@ -629,8 +622,8 @@ def _timing_setup(
 ) -> tuple[tuple[torch.Tensor, ...], object, torch.device]:
     _check_model(model)
     args = _as_args(inputs)
-    _check_loss_fn(loss_fn)
-    _check_optimizer(optimizer)
+    check_callable(loss_fn, "loss_fn")
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer, "torch.optim.Optimizer")
     where = _model_device(model)
     device = torch.device(device) if device is not None else where
     if device.type != where.type:
