@@ -206,8 +206,9 @@ def train_position_model(
 def run_position_experiment(
     kind: str, n_train: int, seed: int = 0, task: str = "unseen", **train_options
 ) -> PositionResult:
-    """Build the task (``"unseen"``: :func:`unseen_position_task`, ``"where"``:
-    :func:`where_task`) with ``seed`` and train ``kind`` on it (chapter 02)."""
+    """Build the task (``"unseen"``: :func:`~shared_lib.data.canvas.unseen_position_task`,
+    ``"where"``: :func:`~shared_lib.data.canvas.where_task`) with ``seed`` and train ``kind``
+    on it (chapter 02)."""
     builders = {"unseen": unseen_position_task, "where": where_task}
     if task not in builders:
         raise ValueError(f"task must be one of {list(builders)}, got {task!r}")

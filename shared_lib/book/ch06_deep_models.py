@@ -102,7 +102,8 @@ def parity_accuracy(
 
 
 def train_looped(seed: int, length: int = 10, steps: int = 200, width: int = 8) -> LoopedNet:
-    """A :class:`~shared_lib.layers.relaxed.LoopedNet` of one :class:`ConvStep`, trained on
+    """A :class:`~shared_lib.layers.relaxed.LoopedNet` of one
+    :class:`~shared_lib.models.small.ConvStep`, trained on
     :func:`~shared_lib.data.sequences.chain_reachability` lines of ``length`` cells with
     ``length`` to ``length + 6`` iterations per batch."""
     check_int(length, "length", 2)

@@ -298,8 +298,9 @@ def index_bits(k: int) -> int:
 
 
 def kmeans_share(model: nn.Module, k: int, iterations: int = 30) -> nn.Module:
-    """Replace every ``nn.Linear`` of ``model`` (in place) by a :class:`CodebookLinear` with at
-    most ``k`` distinct weight values per layer; returns ``model`` (chapter 07)."""
+    """Replace every ``nn.Linear`` of ``model`` (in place) by a
+    :class:`~shared_lib.layers.compressed.CodebookLinear` with at most ``k`` distinct weight
+    values per layer; returns ``model`` (chapter 07)."""
     check_int(k, "k", minimum=1)
     return _replace_linears(model, lambda linear: CodebookLinear.from_linear(linear, k, iterations))
 
@@ -373,9 +374,10 @@ def linear_weights(model: nn.Module) -> torch.Tensor:
 
 
 def snap_to_prior(model: nn.Module, prior: SoftWeightSharing) -> nn.Module:
-    """Replace every ``nn.Linear`` (in place) by a :class:`CodebookLinear` whose codebook is the
-    prior's means and whose assignment is each weight's most responsible component: soft
-    sharing made hard, with at most ``n_components`` distinct weights (chapter 07)."""
+    """Replace every ``nn.Linear`` (in place) by a
+    :class:`~shared_lib.layers.compressed.CodebookLinear` whose codebook is the prior's means
+    and whose assignment is each weight's most responsible component: soft sharing made hard,
+    with at most ``n_components`` distinct weights (chapter 07)."""
     if not isinstance(prior, SoftWeightSharing):
         raise TypeError(f"prior must be a SoftWeightSharing, got {type(prior).__name__}")
 
@@ -418,9 +420,10 @@ def _weights(model: nn.Module) -> Iterator[tuple[nn.Module, str, torch.Tensor]]:
 def storage_bytes(model: nn.Module) -> int:
     """Bytes needed to store ``model``'s weights for inference, float32 (chapter 07).
 
-    Conventions: dense tensors 4 bytes a number; :class:`CodebookLinear` the codebook (4 bytes
-    a value) plus ``index_bits(k)`` bits per weight; pruned weights (zeros in ``weight``, or a
-    pruning mask) the cheaper of dense and sparse (see ``_dense_or_sparse_bytes``);
+    Conventions: dense tensors 4 bytes a number;
+    :class:`~shared_lib.layers.compressed.CodebookLinear` the codebook (4 bytes a value) plus
+    ``index_bits(k)`` bits per weight; pruned weights (zeros in ``weight``, or a pruning mask)
+    the cheaper of dense and sparse (see ``_dense_or_sparse_bytes``);
     :class:`~shared_lib.layers.hashed.HashedLinear` only its real weights (the hash is
     recomputed from the seed).
     Frozen tensors (a PCA projection) count: inference needs them.

@@ -183,7 +183,7 @@ def train_recursion(
     lr: float = 0.02,
 ) -> tuple[dict[str, float | int | list[float]], nn.Module]:
     """Train one shared block ``tanh(W h)`` on an
-    :func:`~shared_lib.layers.recursion.iterated_map_task` and measure it.
+    :func:`~shared_lib.data.sequences.iterated_map_task` and measure it.
 
     ``depth=None``: a :class:`~shared_lib.layers.recursion.MixtureOfRecursions` (router started
     at one pass) whose router sees each token and its one-hot difficulty ``k`` chooses 1 to
