@@ -35,6 +35,7 @@ book: site
 lint: $(STAMP)
 	$(BIN)/ruff check shared_lib tests scripts
 	$(BIN)/ruff format --check shared_lib tests scripts
+	$(BIN)/ruff check --select F,I chapters  # the notebooks: unused or repeated imports
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit tests/book -q

@@ -16,6 +16,7 @@ from shared_lib.training import (
     get_device,
     seed_everything,
     synchronize,
+    train_steps,
 )
 from shared_lib.tying import (
     BrokenTiesError,
@@ -54,5 +55,6 @@ __all__ = [
     "shared_groups",
     "synchronize",
     "tie",
+    "train_steps",
     "untie",
 ]

@@ -63,6 +63,7 @@ def get_device(prefer: str | None = None) -> torch.device:
         ValueError: the device asked for (CUDA or MPS) is not available on this machine.
 
     Examples:
+        >>> from shared_lib.training import get_device
         >>> get_device("cpu")
         device(type='cpu')
     """
@@ -96,6 +97,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
         TypeError: ``seed`` is not an int, or ``deterministic`` not a bool.
 
     Examples:
+        >>> from shared_lib.training import seed_everything
         >>> import torch
         >>> _ = seed_everything(0); first = torch.rand(2)
         >>> _ = seed_everything(0); torch.equal(first, torch.rand(2))
@@ -121,6 +123,7 @@ def synchronize(device: torch.device | str | None = None) -> None:
         device: the device to wait for; ``None`` waits for the current CUDA device if any.
 
     Examples:
+        >>> from shared_lib.training import synchronize
         >>> synchronize("cpu")  # returns at once
     """
     device = torch.device(device) if device is not None else None
@@ -142,6 +145,7 @@ def autocast_for(device: torch.device | str, enabled: bool = True):
         A context manager.
 
     Examples:
+        >>> from shared_lib.training import autocast_for
         >>> import torch
         >>> with autocast_for("cpu"):
         ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
@@ -178,6 +182,7 @@ def benchmark(
         ValueError: ``warmup < 0``, ``repeats < 1`` or an unknown ``clock``.
 
     Examples:
+        >>> from shared_lib.training import benchmark
         >>> import torch
         >>> seconds = benchmark(lambda: torch.ones(64, 64) @ torch.ones(64, 64), repeats=3)
         >>> 0 < seconds < 1
@@ -211,6 +216,7 @@ class History:
         epoch_seconds: wall-clock seconds of each epoch's training (device synchronized).
 
     Examples:
+        >>> from shared_lib.training import History
         >>> History().train_loss
         []
     """
@@ -232,6 +238,7 @@ def to_device(batch: Iterable[torch.Tensor], device: torch.device | str) -> list
         The moved tensors, in order.
 
     Examples:
+        >>> from shared_lib.training import to_device
         >>> import torch
         >>> [t.device.type for t in to_device((torch.ones(2), torch.zeros(2)), "cpu")]
         ['cpu', 'cpu']
@@ -272,6 +279,7 @@ def train_steps(
         ValueError: ``batch_loss`` returned something other than a scalar tensor.
 
     Examples:
+        >>> from shared_lib.training import train_steps
         >>> import torch
         >>> from torch import nn
         >>> _ = torch.manual_seed(0)
@@ -329,6 +337,7 @@ def random_batches(
         ValueError: ``n``, ``batch_size`` or ``steps`` is below 1.
 
     Examples:
+        >>> from shared_lib.training import random_batches
         >>> import torch
         >>> batches = random_batches(10, 4, 3, torch.Generator().manual_seed(0))
         >>> [tuple(rows.shape) for rows in batches]
@@ -368,6 +377,7 @@ def evaluate(
         ValueError: ``loader`` yielded no example.
 
     Examples:
+        >>> from shared_lib.training import evaluate
         >>> import torch
         >>> from torch import nn
         >>> model = nn.Linear(2, 2, bias=False)
@@ -433,6 +443,7 @@ def fit(
         ValueError: ``epochs < 1``.
 
     Examples:
+        >>> from shared_lib.training import fit
         >>> import torch
         >>> from torch import nn
         >>> _ = torch.manual_seed(0)
@@ -513,6 +524,7 @@ def adam_on_random_batches(
         The loss of every step.
 
     Examples:
+        >>> from shared_lib.training import adam_on_random_batches
         >>> import torch
         >>> weight = torch.zeros(1, requires_grad=True)
         >>> x = torch.ones(8)

@@ -2,18 +2,9 @@
 chapters' modules and notebooks) and ``site/`` (the built website and the Colab path)."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def repo_root() -> Path:
-    """The repository's root folder."""
-    return ROOT
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from shared_lib._validation import check_int
 from shared_lib.counting import count_parameters
 from shared_lib.models import GPT, GPTConfig, TransformerConfig, TransformerEncoder
 from shared_lib.models.small import MLP, ElmanRNN, MultiTaskNet, SiameseNet
@@ -78,8 +79,7 @@ def family_example(family: str, scale: int = 1) -> FamilyExample:
     if family not in SIZES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     size_name, sizes = SIZES[family]
-    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= len(sizes):
-        raise ValueError(f"scale must be an int from 1 to {len(sizes)}, got {scale!r}")
+    check_int(scale, "scale", 1, len(sizes))
     size = sizes[scale - 1]
     generator = torch.Generator().manual_seed(0)
     column_of = None

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
+from shared_lib._validation import check_int
 from shared_lib.counting import count_parameters
 from shared_lib.data.canvas import CanvasTask, unseen_position_task, where_task
 from shared_lib.layers.local import LocallyConnected2d
@@ -161,10 +162,8 @@ def train_position_model(
     The same number of steps for every training-set size keeps the comparison fair; batches
     are drawn by reshuffling the training set every epoch (seeded).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
     device = torch.device(device)
     canvas_size = task.x_train.shape[-1]
     with _threads(threads if device.type == "cpu" else None):

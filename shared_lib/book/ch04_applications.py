@@ -96,8 +96,7 @@ def train_language_model(
     The batches depend only on ``seed``, so two models trained with the same seed see the same
     data in the same order (a paired comparison).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_int(steps, "steps", 1)
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -255,8 +254,7 @@ def conv_sequence_uses(model: nn.Sequential, length: int) -> tuple[list[Use], Ca
     with parameters. Padding must keep the length ("same" convolutions)."""
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential, got {type(model).__name__}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int, got {length!r}")
+    check_int(length, "length", 1)
     uses, labels, conv_number = [], {}, 0
     for index, layer in enumerate(model):
         params = list(layer.named_parameters())

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_float, check_int
 from shared_lib.book.ch04_applications import multitask_accuracy
 from shared_lib.counting import count_parameters
 from shared_lib.data.conflict import TASKS, TaskPair, related_tasks
@@ -116,8 +116,7 @@ def train_offset_copier(
     check_int(batch_size, "batch_size", 1)
     check_int(seed, "seed", 0)
     check_int(n_test, "n_test", 1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_float(lr, "lr", 0.0, low_inclusive=False)
     length, vocab = config.max_position, config.vocab_size
     tokens, targets = offset_copies(steps * batch_size, length, offsets, vocab, seed=2 * seed)
     test_tokens, test_targets = offset_copies(n_test, length, offsets, vocab, seed=2 * seed + 1)

@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from shared_lib._validation import check_instance, check_int
+from shared_lib._validation import check_float, check_instance, check_int
 from shared_lib.data import Split
 from shared_lib.layers.hyper import HyperMLP
 from shared_lib.layers.recursion import MixtureOfRecursions
@@ -133,8 +133,7 @@ def train_moe(
     check_instance(data, "data", Split, "shared_lib.data.Split")
     check_int(steps, "steps", 1)
     check_int(batch_size, "batch_size", 1)
-    if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
-        raise ValueError(f"aux_weight must be a number >= 0, got {aux_weight!r}")
+    check_float(aux_weight, "aux_weight", 0.0)
     seed_everything(seed)
     net = MoEClassifier(config, data.x_train.shape[1], int(data.y_train.max()) + 1)
     generator = torch.Generator().manual_seed(seed)

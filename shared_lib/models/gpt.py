@@ -19,7 +19,15 @@ from torch.nn import functional as F
 from shared_lib._validation import check_bool, check_float, check_int
 from shared_lib.models.transformer import INIT_STD
 
-__all__ = ["GPT", "GPT_PRESETS", "GPT_PUBLISHED_PARAMETERS", "Block", "GPTConfig"]
+__all__ = [
+    "GPT",
+    "GPT_PRESETS",
+    "GPT_PUBLISHED_PARAMETERS",
+    "MLP",
+    "Block",
+    "CausalSelfAttention",
+    "GPTConfig",
+]
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,27 @@ class GPTConfig:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with one fused Q, K, V projection (``c_attn``)."""
+    """Multi-head causal self-attention with one fused Q, K, V projection (``c_attn``), in
+    nanoGPT's layout (chapter 04).
+
+    Args:
+        config: a :class:`GPTConfig` (``n_embd``, ``n_head``, ``dropout`` and ``bias`` are
+            read).
+
+    Shape:
+        - Input: ``(batch, length, n_embd)``.
+        - Output: ``(batch, length, n_embd)``; position ``t`` attends to positions ``<= t``.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.models.gpt import CausalSelfAttention, GPTConfig
+        >>> config = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=8)
+        >>> attention = CausalSelfAttention(config).eval()
+        >>> x = torch.randn(1, 5, 8)
+        >>> changed = x.clone(); changed[0, 4] += 1.0  # only the last position changes
+        >>> torch.allclose(attention(x)[0, :4], attention(changed)[0, :4])  # causal: no look-ahead
+        True
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -103,7 +131,26 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Linear C→4C, GELU (tanh approximation, as in GPT-2), Linear 4C→C."""
+    """GPT-2's feed-forward sublayer: Linear C→4C, GELU (tanh approximation), Linear 4C→C.
+
+    Not :class:`shared_lib.models.small.MLP` (the small classifier that
+    ``shared_lib.models.MLP`` names); this one is the sublayer of :class:`Block`.
+
+    Args:
+        config: a :class:`GPTConfig` (``n_embd``, ``dropout`` and ``bias`` are read).
+
+    Shape:
+        - Input: ``(..., n_embd)``.
+        - Output: ``(..., n_embd)``, each position on its own.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models.gpt import MLP, GPTConfig
+        >>> mlp = MLP(GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=8))
+        >>> mlp(torch.randn(2, 5, 8)).shape, count_parameters(mlp)  # 8·8·4·2 + 32 + 8
+        (torch.Size([2, 5, 8]), 552)
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
