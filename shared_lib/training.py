@@ -60,16 +60,28 @@ def get_device(prefer: str | None = None) -> torch.device:
         The device.
 
     Raises:
-        ValueError: the device asked for (CUDA or MPS) is not available on this machine.
+        TypeError: ``prefer`` is not a string (or a ``torch.device``).
+        ValueError: ``prefer`` (or ``BOOK_DEVICE``) names no device torch knows, or the device
+            asked for (CUDA or MPS) is not available on this machine.
 
     Examples:
         >>> from shared_lib.training import get_device
         >>> get_device("cpu")
         device(type='cpu')
     """
-    choice = prefer if prefer is not None else os.environ.get("BOOK_DEVICE")
+    if prefer is not None:
+        check_instance(prefer, "prefer", (str, torch.device), "device string such as 'cpu'")
+        choice, argument = prefer, "prefer"
+    else:
+        choice, argument = os.environ.get("BOOK_DEVICE"), "BOOK_DEVICE"
     if choice is not None:
-        device = torch.device(choice)
+        try:
+            device = torch.device(choice)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{argument} must be a device: 'cpu', 'cuda', 'cuda:<index>' or 'mps' "
+                f"(or another torch device type); got {choice!r}"
+            ) from error
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"prefer={choice!r} but CUDA is not available on this machine")
         if device.type == "mps" and not torch.backends.mps.is_available():
@@ -144,6 +156,9 @@ def autocast_for(device: torch.device | str, enabled: bool = True):
     Returns:
         A context manager.
 
+    Raises:
+        TypeError: ``enabled`` is not a bool.
+
     Examples:
         >>> from shared_lib.training import autocast_for
         >>> import torch
@@ -151,6 +166,7 @@ def autocast_for(device: torch.device | str, enabled: bool = True):
         ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
         torch.float32
     """
+    check_bool(enabled, "enabled")
     device = torch.device(device)
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -374,6 +390,7 @@ def evaluate(
         ``(mean loss, accuracy)`` over all examples.
 
     Raises:
+        TypeError: ``amp`` is not a bool.
         ValueError: ``loader`` yielded no example.
 
     Examples:
@@ -388,6 +405,7 @@ def evaluate(
         >>> accuracy
         0.5
     """
+    check_bool(amp, "amp")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -31,6 +31,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from shared_lib._validation import check_bool
+
 __all__ = [
     "FORMAT_VERSION",
     "METADATA_PREFIX",
@@ -463,6 +465,7 @@ def check_architecture(
         The model's names that the file holds, in the model's order.
 
     Raises:
+        TypeError: ``strict`` is not a bool.
         ValueError: names missing on either side (``strict``), a shape or dtype that differs,
             or tensors to load on the meta device.
 
@@ -479,6 +482,7 @@ def check_architecture(
         ...
         ValueError: path: ... mismatch: weight (file float32[2, 3], model float32[4, 3]), ...
     """
+    check_bool(strict, "strict")
     signature, path = header.signature, header.path
     missing = [name for name in tensors if name not in signature]
     unexpected = [name for name in signature if name not in tensors]

@@ -181,9 +181,10 @@ def unseen_position_task(
         digits and labels, at different positions) and 10 classes.
 
     Raises:
-        TypeError: ``n_train`` is not an int, or ``test_fraction`` is not a real number.
-        ValueError: ``n_train`` is below 1, a column range is outside the canvas or the two
-            overlap, or ``test_fraction`` is not in (0, 1).
+        TypeError: ``n_train`` or ``seed`` is not an int, or ``test_fraction`` is not a real
+            number.
+        ValueError: ``n_train`` is below 1, ``seed`` is negative, a column range is outside the
+            canvas or the two overlap, or ``test_fraction`` is not in (0, 1).
 
     Examples:
         Training ink stays left of column 11; the unseen test digits leave columns 0–4 blank.
@@ -197,6 +198,7 @@ def unseen_position_task(
         (0.0, 0.0)
     """
     check_int(n_train, "n_train", minimum=1)
+    check_int(seed, "seed", minimum=0)  # sklearn's random_state refuses a negative seed
     last = canvas_size - GLYPH_SIZE
     for argument, (low, high) in (
         ("train_columns", train_columns),
@@ -253,10 +255,10 @@ def where_task(
         A :class:`CanvasTask` with one test set, ``"test"``, and 4 classes.
 
     Raises:
-        TypeError: ``n_train`` or ``canvas_size`` is not an int, or ``test_fraction`` is not a
-            real number.
-        ValueError: ``n_train`` is below 1, ``canvas_size`` below 10, or ``test_fraction`` is
-            not in (0, 1).
+        TypeError: ``n_train``, ``seed`` or ``canvas_size`` is not an int, or ``test_fraction``
+            is not a real number.
+        ValueError: ``n_train`` is below 1, ``seed`` is negative, ``canvas_size`` below 10, or
+            ``test_fraction`` is not in (0, 1).
 
     Examples:
         A digit labelled 3 (bottom-right) leaves the top five rows and left five columns blank.
@@ -270,6 +272,7 @@ def where_task(
         (0.0, 0.0)
     """
     check_int(n_train, "n_train", minimum=1)
+    check_int(seed, "seed", minimum=0)  # sklearn's random_state refuses a negative seed
     check_int(canvas_size, "canvas_size", GLYPH_SIZE + 2)
     last = canvas_size - GLYPH_SIZE
     half = last // 2  # positions 0..half-1 are "top"/"left", last-half+1..last "bottom"/"right"

@@ -158,6 +158,7 @@ def related_tasks(
     """
     check_int(n_train, "n_train", 1)
     check_int(n_test, "n_test", 1)
+    check_int(seed, "seed", 0)
     teachers = related_teachers(relatedness, width, hidden, n_classes, seed)
     data_seed = seed + 1 if data_seed is None else check_int(data_seed, "data_seed", 0)
     generator = torch.Generator().manual_seed(data_seed)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_bool, check_int
 from shared_lib.data.splits import digits
 
 __all__ = [
@@ -87,7 +87,7 @@ def held_out_digits(held_out: Sequence[int] = (7, 8, 9), flat: bool = False) -> 
         A :class:`HeldOutDigits` with all 1,797 images, in a fixed order.
 
     Raises:
-        TypeError: a class in ``held_out`` is not an int.
+        TypeError: a class in ``held_out`` is not an int, or ``flat`` is not a bool.
         ValueError: ``held_out`` is empty, holds a class outside 0–9, or leaves fewer than two
             classes on either side.
         ImportError: scikit-learn is not installed.
@@ -104,6 +104,7 @@ def held_out_digits(held_out: Sequence[int] = (7, 8, 9), flat: bool = False) -> 
         raise ValueError(f"held_out must be digits 0-9, got {held_out!r}")
     if len(held) < 2 or len(held) > 8:
         raise ValueError(f"held_out must leave >= 2 classes on each side, got {held_out!r}")
+    check_bool(flat, "flat")
     x, y = _all_digits(flat)
     new = torch.isin(y, torch.tensor(held))
     return HeldOutDigits(x[~new], y[~new], x[new], y[new])
@@ -240,9 +241,9 @@ def multitask_digits(
         A :class:`MultiTaskDigits` with one training set per task in ``labelled``.
 
     Raises:
-        TypeError: a count in ``labelled`` is not an int.
+        TypeError: a count in ``labelled`` or ``seed`` is not an int, or ``flat`` is not a bool.
         ValueError: ``labelled`` is empty, names an unknown task, or asks for fewer than 1 or
-            more examples than the training pool holds.
+            more examples than the training pool holds, or ``seed`` is negative.
 
     Examples:
         The 50 digit labels fall on the first 50 of the 1,000 images labelled for parity:
@@ -260,6 +261,8 @@ def multitask_digits(
     unknown = [task for task in labelled if task not in TASKS]
     if unknown:
         raise ValueError(f"labelled: unknown tasks {unknown}; choose from {list(TASKS)}")
+    check_int(seed, "seed", minimum=0)  # as digits(): sklearn refuses a negative seed
+    check_bool(flat, "flat")
     split = digits(test_fraction=test_fraction, seed=seed, flat=flat)
     pool = len(split.x_train)
     for task, n in labelled.items():

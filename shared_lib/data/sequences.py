@@ -50,7 +50,7 @@ def make_sequence_task(
         ``(n,)``, 1 where ``tokens[i, 0]`` occurs again in ``tokens[i, 1:]``.
 
     Raises:
-        TypeError: ``n``, ``length`` or ``vocab`` is not an int.
+        TypeError: ``n``, ``length``, ``vocab`` or ``seed`` is not an int.
         ValueError: ``n`` is below 1, ``length`` or ``vocab`` below 2.
 
     Examples:
@@ -64,6 +64,7 @@ def make_sequence_task(
     check_int(n, "n", 1)
     check_int(length, "length", 2)
     check_int(vocab, "vocab", 2)
+    check_int(seed, "seed")
     generator = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, vocab, (n, length), generator=generator)
     labels = (tokens[:, 1:] == tokens[:, :1]).any(dim=1).long()

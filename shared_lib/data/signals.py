@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from shared_lib._validation import check_float, check_int
+from shared_lib._validation import check_bool, check_float, check_int
 from shared_lib.data.splits import Split
 
 __all__ = [
@@ -36,7 +36,7 @@ def chirp(length: int = 16, rising: bool = True) -> torch.Tensor:
         A float32 tensor of shape ``(length,)`` with unit Euclidean norm.
 
     Raises:
-        TypeError: ``length`` is not an int.
+        TypeError: ``length`` is not an int, or ``rising`` is not a bool.
         ValueError: ``length`` is below 1.
 
     Examples:
@@ -49,6 +49,7 @@ def chirp(length: int = 16, rising: bool = True) -> torch.Tensor:
         ((16,), 1.0, True)
     """
     check_int(length, "length", 1)
+    check_bool(rising, "rising")
     t = torch.linspace(0.0, 1.0, length, dtype=torch.float64)
     f0, f1 = (1.0, 5.0) if rising else (5.0, 1.0)
     phase = 2 * math.pi * (f0 * t + 0.5 * (f1 - f0) * t**2)  # instantaneous frequency f0→f1
@@ -85,8 +86,8 @@ def keyword_signals(
         shape ``(n,)``, ``n // 2`` of them ones.
 
     Raises:
-        TypeError: ``n``, ``length`` or ``event_length`` is not an int, or ``noise`` or
-            ``amplitude`` is not a real number.
+        TypeError: ``n``, ``length``, ``event_length`` or ``seed`` is not an int, or ``noise``
+            or ``amplitude`` is not a real number.
         ValueError: a size is below 1, ``event_length`` exceeds ``length``, ``positions`` is
             not a range of starts that fit, ``noise`` is negative or ``amplitude`` not positive.
 
@@ -116,6 +117,7 @@ def keyword_signals(
         )
     check_float(noise, "noise", low=0.0)
     check_float(amplitude, "amplitude", low=0.0, low_inclusive=False)
+    check_int(seed, "seed")
     generator = torch.Generator().manual_seed(seed)
     labels = (torch.arange(n) % 2)[torch.randperm(n, generator=generator)]
     signals = noise * torch.randn(n, 1, length, generator=generator)
@@ -152,6 +154,9 @@ def keyword_split(
     Returns:
         A :class:`~shared_lib.data.splits.Split` of signals ``(n, 1, length)`` and labels.
 
+    Raises:
+        TypeError: ``seed`` is not an int (and as :func:`keyword_signals` for the others).
+
     Examples:
         >>> from shared_lib.data.signals import keyword_split
         >>> split = keyword_split(20, 10, (0, 20), (90, 112), seed=0, noise=0.0)
@@ -160,6 +165,7 @@ def keyword_split(
         >>> float(split.x_train[..., 36:].abs().sum()), float(split.x_test[..., :90].abs().sum())
         (0.0, 0.0)
     """
+    check_int(seed, "seed")
     x_train, y_train = keyword_signals(n_train, positions=train_positions, seed=2 * seed, **kwargs)
     x_test, y_test = keyword_signals(n_test, positions=test_positions, seed=2 * seed + 1, **kwargs)
     return Split(x_train, y_train, x_test, y_test)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from shared_lib._validation import check_float, check_int, describe, require_extra
+from shared_lib._validation import check_bool, check_float, check_int, describe, require_extra
 
 __all__ = [
     "Batches",
@@ -69,8 +69,9 @@ def digits(test_fraction: float = 0.25, seed: int = 0, flat: bool = False) -> Sp
         A :class:`Split` of float32 images in [0, 1] and int64 labels 0–9.
 
     Raises:
-        TypeError: ``test_fraction`` is not a real number.
-        ValueError: ``test_fraction`` is not in (0, 1).
+        TypeError: ``test_fraction`` is not a real number, ``seed`` is not an int, or ``flat``
+            is not a bool.
+        ValueError: ``test_fraction`` is not in (0, 1), or ``seed`` is negative.
         ImportError: scikit-learn is not installed.
 
     Examples:
@@ -84,6 +85,8 @@ def digits(test_fraction: float = 0.25, seed: int = 0, flat: bool = False) -> Sp
     train_test_split = require_extra("sklearn.model_selection", "The digits data").train_test_split
 
     check_float(test_fraction, "test_fraction", 0.0, 1.0, low_inclusive=False, high_inclusive=False)
+    check_int(seed, "seed", minimum=0)  # sklearn's random_state refuses a negative seed
+    check_bool(flat, "flat")
     bunch = load_digits()
     images = (bunch.images / 16.0).astype(np.float32)
     labels = bunch.target.astype(np.int64)
@@ -113,7 +116,7 @@ def loaders(split: Split, batch_size: int = 64, seed: int = 0) -> tuple[DataLoad
         ``(inputs, labels)``.
 
     Raises:
-        TypeError: ``batch_size`` is not an int.
+        TypeError: ``batch_size`` or ``seed`` is not an int.
         ValueError: ``batch_size`` is below 1.
 
     Examples:
@@ -124,6 +127,7 @@ def loaders(split: Split, batch_size: int = 64, seed: int = 0) -> tuple[DataLoad
         ((64, 1, 8, 8), 22, 1)
     """
     check_int(batch_size, "batch_size", minimum=1)
+    check_int(seed, "seed")
     generator = torch.Generator().manual_seed(seed)
     train = DataLoader(
         TensorDataset(split.x_train, split.y_train),
@@ -150,7 +154,7 @@ class Batches:
 
     Raises:
         ValueError: ``inputs`` and ``targets`` differ in length, or ``batch_size`` is below 1.
-        TypeError: ``batch_size`` is not an int.
+        TypeError: ``batch_size`` or ``seed`` is not an int.
 
     Examples:
         Ten examples in batches of four: three batches per pass, a new order on each pass.
@@ -169,7 +173,7 @@ class Batches:
             raise ValueError(f"inputs and targets differ in length: {len(inputs)}, {len(targets)}")
         self.inputs, self.targets = inputs, targets
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(check_int(seed, "seed"))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.targets), generator=self.generator)
@@ -197,7 +201,7 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
         A 1-D int64 tensor of ``n`` distinct indices into ``labels``.
 
     Raises:
-        TypeError: ``labels`` is not a tensor, or ``n`` is not an int.
+        TypeError: ``labels`` is not a tensor, or ``n`` or ``seed`` is not an int.
         ValueError: ``labels`` is not 1-D, or ``n`` is below 1 or above ``len(labels)``.
 
     Examples:
@@ -222,6 +226,7 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     check_int(n, "n", 1)
     if n > len(labels):
         raise ValueError(f"n must be <= the number of examples ({len(labels)}), got {n}")
+    check_int(seed, "seed")
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=generator)
     shuffled = labels[order]

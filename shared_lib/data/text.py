@@ -226,7 +226,7 @@ def generate_sentences(n_sentences: int, seed: int = 0) -> list[list[str]]:
         A list of ``n_sentences`` lists of words.
 
     Raises:
-        TypeError: ``n_sentences`` is not an int.
+        TypeError: ``n_sentences`` or ``seed`` is not an int (``None`` would not repeat).
         ValueError: ``n_sentences`` is below 1.
 
     Examples:
@@ -235,6 +235,7 @@ def generate_sentences(n_sentences: int, seed: int = 0) -> list[list[str]]:
         ['the little bear finds a brown dog .', 'this rabbit eats a pie .']
     """
     check_int(n_sentences, "n_sentences", 1)
+    check_int(seed, "seed")
     s = _Sampler(random.Random(seed))
     sentences = []
     for _ in range(n_sentences):
@@ -334,7 +335,7 @@ def text_corpus(train_tokens: int = 40_000, val_tokens: int = 10_000, seed: int 
         A :class:`TextCorpus`.
 
     Raises:
-        TypeError: ``train_tokens`` or ``val_tokens`` is not an int.
+        TypeError: ``train_tokens``, ``val_tokens`` or ``seed`` is not an int.
         ValueError: ``train_tokens`` or ``val_tokens`` is below 100.
 
     Examples:
@@ -347,6 +348,7 @@ def text_corpus(train_tokens: int = 40_000, val_tokens: int = 10_000, seed: int 
     """
     for name, value in (("train_tokens", train_tokens), ("val_tokens", val_tokens)):
         check_int(value, name, 100)
+    check_int(seed, "seed")
     vocab = Vocabulary(_all_words())
     streams: list[list[str]] = []
     for stream_seed, target in ((2 * seed, train_tokens), (2 * seed + 1, val_tokens)):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_float, check_int, describe
+from shared_lib._validation import check_bool, check_float, check_int, describe
 
 __all__ = [
     "CodebookLinear",
@@ -159,7 +159,7 @@ class LowRankLinear(nn.Module):
         bias: add a learned bias (on ``U``).
 
     Raises:
-        TypeError: a size is not an int.
+        TypeError: a size is not an int, or ``bias`` is not a bool.
         ValueError: a size is below 1, or ``rank`` exceeds ``min(in_features, out_features)``.
 
     Shape:
@@ -185,6 +185,7 @@ class LowRankLinear(nn.Module):
         check_int(in_features, "in_features", minimum=1)
         check_int(out_features, "out_features", minimum=1)
         check_int(rank, "rank", minimum=1)
+        check_bool(bias, "bias")
         if rank > min(in_features, out_features):
             raise ValueError(
                 f"rank must be <= min(in_features, out_features) = "
@@ -247,7 +248,8 @@ class SoftWeightSharing(nn.Module):
             of infinite density.
 
     Raises:
-        TypeError: ``n_components`` is not an int, or a scale is not a real number.
+        TypeError: ``n_components`` is not an int, a scale is not a real number, or
+            ``fix_zero`` is not a bool.
         ValueError: ``n_components`` is below 1, a scale is not positive, or ``init_std`` is
             not above ``min_std``.
 
@@ -282,7 +284,7 @@ class SoftWeightSharing(nn.Module):
             check_float(value, argument, low=0.0, low_inclusive=False)
         if init_std <= min_std:
             raise ValueError(f"init_std must be > min_std={min_std}, got {init_std}")
-        self.fix_zero = fix_zero
+        self.fix_zero = check_bool(fix_zero, "fix_zero")
         self.min_std = float(min_std)
         means = torch.linspace(-spread, spread, n_components)
         if fix_zero:

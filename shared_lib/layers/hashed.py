@@ -84,7 +84,7 @@ class HashedLinear(nn.Module):
         sign_hash: multiply each virtual weight by a ±1 sign from a second hash.
 
     Raises:
-        TypeError: a size or the seed is not an int, or ``sign_hash`` is not a bool.
+        TypeError: a size or the seed is not an int, or ``bias`` or ``sign_hash`` is not a bool.
         ValueError: a size is below 1, the seed is negative, or ``n_real`` exceeds the number
             of virtual weights.
 
@@ -127,6 +127,7 @@ class HashedLinear(nn.Module):
                 f"virtual weights would leave some unused), got {n_real}"
             )
         self.n_real = n_real
+        check_bool(bias, "bias")
         self.seed = check_int(seed, "seed", minimum=0)
         self.sign_hash = check_bool(sign_hash, "sign_hash")
         self.weight = nn.Parameter(torch.empty(n_real))

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_choice, check_int, describe
+from shared_lib._validation import check_bool, check_choice, check_int, describe
 
 __all__ = [
     "LocallyConnected2d",
@@ -111,7 +111,7 @@ def conv2d_parameter_count(
         ``out_channels · in_channels · kh · kw`` (+ ``out_channels`` with a bias).
 
     Raises:
-        TypeError: a size is not an int (or pair of ints).
+        TypeError: a size is not an int (or pair of ints), or ``bias`` is not a bool.
         ValueError: a size is below 1.
 
     Examples:
@@ -122,6 +122,7 @@ def conv2d_parameter_count(
     kh, kw = _pair(kernel_size, "kernel_size")
     in_channels = check_int(in_channels, "in_channels", minimum=1)
     out_channels = check_int(out_channels, "out_channels", minimum=1)
+    check_bool(bias, "bias")
     return out_channels * in_channels * kh * kw + (out_channels if bias else 0)
 
 
@@ -149,7 +150,7 @@ def locally_connected2d_parameter_count(
         ``out_height · out_width`` times :func:`conv2d_parameter_count`.
 
     Raises:
-        TypeError: a size is not an int (or pair of ints).
+        TypeError: a size is not an int (or pair of ints), or ``bias`` is not a bool.
         ValueError: a size is below its minimum, or the kernel does not fit the input.
 
     Examples:
@@ -160,6 +161,7 @@ def locally_connected2d_parameter_count(
         >>> 32 * 32 * conv2d_parameter_count(3, 16, 3)
         458752
     """
+    check_bool(bias, "bias")
     oh, ow = conv_output_size(input_size, kernel_size, stride, padding)
     return oh * ow * conv2d_parameter_count(in_channels, out_channels, kernel_size, bias)
 
@@ -176,7 +178,7 @@ def linear_parameter_count(in_features: int, out_features: int, bias: bool = Tru
         ``in_features · out_features`` (+ ``out_features`` with a bias).
 
     Raises:
-        TypeError: a size is not an int.
+        TypeError: a size is not an int, or ``bias`` is not a bool.
         ValueError: a size is below 1.
 
     Examples:
@@ -186,6 +188,7 @@ def linear_parameter_count(in_features: int, out_features: int, bias: bool = Tru
     """
     in_features = check_int(in_features, "in_features", minimum=1)
     out_features = check_int(out_features, "out_features", minimum=1)
+    check_bool(bias, "bias")
     return in_features * out_features + (out_features if bias else 0)
 
 
@@ -211,7 +214,7 @@ class LocallyConnected2d(nn.Module):
         dtype: dtype of the parameters.
 
     Raises:
-        TypeError: a size is not an int (or pair of ints).
+        TypeError: a size is not an int (or pair of ints), or ``bias`` is not a bool.
         ValueError: a size is below its minimum, ``padding_mode`` is unknown, or the kernel
             does not fit the input.
 
@@ -251,6 +254,7 @@ class LocallyConnected2d(nn.Module):
     ) -> None:
         super().__init__()
         check_choice(padding_mode, "padding_mode", _PADDING_MODES)
+        check_bool(bias, "bias")
         self.in_channels = check_int(in_channels, "in_channels", minimum=1)
         self.out_channels = check_int(out_channels, "out_channels", minimum=1)
         self.input_size = _pair(input_size, "input_size")

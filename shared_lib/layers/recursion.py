@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shared_lib._validation import check_int, check_module
+from shared_lib._validation import check_bool, check_float, check_int, check_module
 
 __all__ = [
     "MixtureOfRecursions",
@@ -48,8 +48,10 @@ class MixtureOfRecursions(nn.Module):
     ``block_calls`` the number of token-passes actually computed.
 
     Raises:
-        TypeError: ``block`` is not an ``nn.Module``, or a size is not an int.
-        ValueError: a size is below 1, or ``start_depth`` exceeds ``max_recursions``.
+        TypeError: ``block`` is not an ``nn.Module``, a size is not an int, or ``start_bias``
+            is not a real number.
+        ValueError: a size is below 1, ``start_depth`` exceeds ``max_recursions``, or
+            ``start_bias`` is not finite.
 
     Shape:
         - Input: ``x`` of shape ``(tokens, features)``; ``router_input`` (optional) of shape
@@ -89,6 +91,7 @@ class MixtureOfRecursions(nn.Module):
         self.block = check_module(block, "block")
         self.max_recursions = check_int(max_recursions, "max_recursions", 1)
         self.router = nn.Linear(check_int(router_features, "router_features", 1), max_recursions)
+        start_bias = check_float(start_bias, "start_bias")
         if start_depth is not None:
             check_int(start_depth, "start_depth", 1)
             if start_depth > max_recursions:
@@ -97,7 +100,7 @@ class MixtureOfRecursions(nn.Module):
                 )
             with torch.no_grad():
                 self.router.bias.zero_()
-                self.router.bias[start_depth - 1] = float(start_bias)
+                self.router.bias[start_depth - 1] = start_bias
         self.expected_depth: torch.Tensor | None = None
         self.last_depths: torch.Tensor | None = None
         self.block_calls = 0
@@ -128,8 +131,11 @@ class MixtureOfRecursions(nn.Module):
             ``(tokens, features)``.
 
         Raises:
+            TypeError: ``hard`` is neither a bool nor ``None``.
             ValueError: ``x`` is not 2-D, or ``router_input`` has another number of rows.
         """
+        if hard is not None:
+            check_bool(hard, "hard")
         if x.dim() != 2:
             raise ValueError(f"x must be (tokens, features), got shape {tuple(x.shape)}")
         router_input = x if router_input is None else router_input

@@ -84,8 +84,11 @@ class Expert(nn.Module):
             hidden_size: width ``h`` of the tokens.
             intermediate_size: inner width ``i``.
             gated: count the SwiGLU expert (three matrices) or the plain one.
+
+        Raises:
+            TypeError: ``gated`` is not a bool.
         """
-        if gated:
+        if check_bool(gated, "gated"):
             return 3 * hidden_size * intermediate_size
         return 2 * hidden_size * intermediate_size + intermediate_size + hidden_size
 
@@ -107,7 +110,7 @@ class MoEConfig:
             not: its gates are the softmax probabilities of the chosen experts).
 
     Raises:
-        TypeError: a size is not an int.
+        TypeError: a size is not an int, or ``gated`` or ``normalize_topk`` is not a bool.
         ValueError: a size is below its minimum (1, or 0 for ``n_shared``), or ``top_k``
             exceeds ``n_routed``.
 
@@ -134,6 +137,8 @@ class MoEConfig:
         check_int(self.n_routed, "n_routed", 1)
         check_int(self.top_k, "top_k", 1)
         check_int(self.n_shared, "n_shared", 0)
+        check_bool(self.gated, "gated")
+        check_bool(self.normalize_topk, "normalize_topk")
         if self.top_k > self.n_routed:
             raise ValueError(f"top_k must be <= n_routed ({self.n_routed}), got {self.top_k}")
 
@@ -328,7 +333,8 @@ class MoETransformerConfig:
         tie_embeddings: the output head reuses the token embedding.
 
     Raises:
-        TypeError: a size is not an int, or ``moe`` is not a :class:`MoEConfig`.
+        TypeError: a size is not an int, ``moe`` is not a :class:`MoEConfig`, or
+            ``tie_embeddings`` is not a bool.
         ValueError: a size is below its minimum, ``first_dense_layers`` exceeds ``num_layers``,
             ``num_heads`` does not divide ``hidden_size``, or ``moe`` has another hidden size.
 
@@ -372,6 +378,7 @@ class MoETransformerConfig:
             )
         if not isinstance(self.moe, MoEConfig):
             raise TypeError(f"moe must be a MoEConfig, got {describe(self.moe)}")
+        check_bool(self.tie_embeddings, "tie_embeddings")
         if self.moe.hidden_size != self.hidden_size:
             raise ValueError(
                 f"moe must be a MoEConfig with the same hidden_size ({self.hidden_size}), "
@@ -404,7 +411,11 @@ class MoETransformerConfig:
         Args:
             include_embeddings: count the embedding table and the output head (``False``
                 leaves them out).
+
+        Raises:
+            TypeError: ``include_embeddings`` is not a bool.
         """
+        check_bool(include_embeddings, "include_embeddings")
         parts = self.parameter_table()
         if not include_embeddings:
             parts.pop("embedding")
