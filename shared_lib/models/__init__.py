@@ -1,15 +1,22 @@
 """The models the chapters count and train (chapters 01, 04, 05 and 08).
 
-- :class:`TransformerEncoder` / :class:`TransformerConfig`: BERT and ALBERT, with cross-layer
+- :class:`~shared_lib.models.transformer.TransformerEncoder` /
+  :class:`~shared_lib.models.transformer.TransformerConfig`: BERT and ALBERT, with cross-layer
   sharing of whole layers, attention only or feed-forward only.
-- :class:`GPT` / :class:`GPTConfig`: GPT-2 with (or without) input/output weight tying.
-- :class:`MLP`, :class:`SmallConvNet`, :class:`ElmanRNN`, :class:`SiameseNet`,
-  :class:`MultiTaskNet`: the small models of the families of sharing (chapter 01).
-- :class:`MoELayer` / :class:`MoEConfig` / :class:`MoETransformerConfig`: mixtures of experts
-  with shared experts, and DeepSeekMoE 16B counted from its config (chapter 08).
+- :class:`~shared_lib.models.gpt.GPT` / :class:`~shared_lib.models.gpt.GPTConfig`: GPT-2 with
+  (or without) input/output weight tying.
+- :class:`~shared_lib.models.small.MLP`, :class:`~shared_lib.models.small.SmallConvNet`,
+  :class:`~shared_lib.models.small.ElmanRNN`, :class:`~shared_lib.models.small.SiameseNet`,
+  :class:`~shared_lib.models.small.MultiTaskNet`: the small models of the families of sharing
+  (chapter 01).
+- :class:`~shared_lib.models.moe.MoELayer` / :class:`~shared_lib.models.moe.MoEConfig` /
+  :class:`~shared_lib.models.moe.MoETransformerConfig`: mixtures of experts with shared
+  experts, and DeepSeekMoE 16B counted from its config (chapter 08).
 - :data:`PRESETS`: the famous configurations by name, :data:`PUBLISHED_PARAMETERS` their
   published sizes, :data:`~shared_lib.models.transformer.ALBERT_TABLE3` /
   :data:`~shared_lib.models.transformer.ALBERT_TABLE4` ALBERT's ablations.
+
+The classes are importable from here too (``from shared_lib.models import GPT``).
 """
 
 from __future__ import annotations
@@ -66,12 +73,14 @@ def build_model(
     """The model for a preset name or a config; ``device="meta"`` builds it without memory.
 
     Args:
-        config: a name in :data:`PRESETS`, a :class:`TransformerConfig` or a
-            :class:`GPTConfig`.
+        config: a name in :data:`PRESETS`, a
+            :class:`~shared_lib.models.transformer.TransformerConfig` or a
+            :class:`~shared_lib.models.gpt.GPTConfig`.
         device: where to build the parameters; ``None`` uses the current default device.
 
     Returns:
-        A :class:`TransformerEncoder` or a :class:`GPT`.
+        A :class:`~shared_lib.models.transformer.TransformerEncoder` or a
+        :class:`~shared_lib.models.gpt.GPT`.
 
     Raises:
         ValueError: ``config`` is a name that is not a preset.
