@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from shared_lib._validation import check_int
 from shared_lib.counting import count_parameters
+from shared_lib.data.conflict import TaskPair
 from shared_lib.data.pairs import MultiTaskDigits, PairSet, sample_pairs
 from shared_lib.data.text import TextCorpus, lm_batch
 from shared_lib.plotting import PALETTE, book_style, plot_sharing_map
@@ -200,19 +201,24 @@ def one_shot_accuracy(
 
 def train_multitask(
     model: nn.Module,
-    data: MultiTaskDigits,
+    data: MultiTaskDigits | TaskPair,
     steps: int = 300,
     lr: float = 3e-3,
     batch_size: int = 32,
     seed: int = 0,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Train ``model(x, task) -> logits`` on every task at once; return the summed losses.
 
     Each step draws a batch from every task's training set and adds the losses. For a model
     made of separate networks this trains each exactly as alone (the losses touch disjoint
-    parameters); for a shared trunk, the trunk's gradient is the sum over tasks.
+    parameters); for a shared trunk, the trunk's gradient is the sum over tasks. ``data`` is
+    anything whose ``train`` maps a task to its ``(inputs, labels)``; ``on_step(step)``, if
+    given, runs at every step after the losses and before the backward pass (chapter 05 measures
+    the tasks' gradient cosine there).
     """
     check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -222,6 +228,8 @@ def train_multitask(
         for task, (x, y) in data.train.items():
             batch = torch.randint(0, len(x), (batch_size,), generator=generator)
             loss = loss + F.cross_entropy(model(x[batch], task), y[batch])
+        if on_step is not None:
+            on_step(step)
         return loss
 
     return train_steps(optimizer, range(steps), summed_loss)

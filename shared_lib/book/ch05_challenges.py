@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from shared_lib._validation import check_float, check_int
-from shared_lib.book.ch04_applications import multitask_accuracy
+from shared_lib.book.ch04_applications import multitask_accuracy, train_multitask
 from shared_lib.counting import count_parameters
 from shared_lib.data.conflict import TASKS, TaskPair, related_tasks
 from shared_lib.data.sequences import offset_copies
@@ -58,7 +58,7 @@ def train_task_pair(
     shared: nn.Module | None = None,
     measure_every: int = 10,
 ) -> list[float]:
-    """Train ``model(x, task)`` on both tasks at once (summed losses, Adam), like
+    """Train ``model(x, task)`` on both tasks at once (summed losses, Adam) with
     :func:`shared_lib.book.ch04_applications.train_multitask`; return the trunk gradient cosines.
 
     Every ``measure_every`` steps, when ``shared`` (the shared trunk) is given, the cosine of
@@ -70,22 +70,13 @@ def train_task_pair(
     check_int(measure_every, "measure_every", 1)
     if shared is not None and not isinstance(shared, nn.Module):
         raise TypeError(f"shared must be an nn.Module or None, got {type(shared).__name__}")
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
     cosines: list[float] = []
 
-    def summed_loss(step: int) -> torch.Tensor:
-        losses = []
-        for task in TASKS:
-            x, y = data.train[task]
-            batch = torch.randint(0, len(x), (batch_size,), generator=generator)
-            losses.append(F.cross_entropy(model(x[batch], task), y[batch]))
+    def measure(step: int) -> None:  # after both tasks' losses, before the backward pass
         if shared is not None and step % measure_every == 0:
             cosines.append(trunk_gradient_cosine(model, data, shared))
-        return losses[0] + losses[1]
 
-    train_steps(optimizer, range(steps), summed_loss)
+    train_multitask(model, data, steps, lr, batch_size, seed, on_step=measure)
     return cosines
 
 
