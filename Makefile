@@ -3,6 +3,8 @@
 #   make test   set up .venv, then lint, unit tests, notebooks, site build and site checks
 #   make lab    open the chapters in JupyterLab
 #   make bench  time every chapter against an import-only floor
+#   make evidence  run every chapter for BOOK_SEED 0-9 and write evidence/ledger.json
+#                  (CHAPTERS="06 07" for some chapters only, SEEDS=0-19 for more seeds)
 #   make strip  remove outputs from the committed notebooks
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,7 +14,7 @@ STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test checks lab bench strip clean lint unit notebooks site check-site assets browser colab-check
+.PHONY: evidence evidence-check book test checks lab bench strip clean lint unit notebooks site check-site assets browser colab-check
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "== setting up $(VENV) from requirements.txt"
@@ -66,6 +68,14 @@ colab-check: $(STAMP)
 # chapter on one thread); --output-sync keeps each check's log in one piece.
 checks: lint unit
 	$(MAKE) --no-print-directory --output-sync=target -j3 notebooks check-site colab-check
+
+SEEDS ?= 0-9
+CHAPTERS ?=
+evidence: $(STAMP)
+	$(BIN)/python scripts/evidence.py --seeds $(SEEDS) $(if $(CHAPTERS),--chapters $(CHAPTERS))
+
+evidence-check: $(STAMP)
+	$(BIN)/python scripts/evidence.py --check
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters

@@ -8,6 +8,7 @@ seeding and global flags happen only when you call them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import statistics
@@ -38,6 +39,8 @@ __all__ = [
     "adam_on_random_batches",
     "autocast_for",
     "benchmark",
+    "book_seed",
+    "derive_seed",
     "evaluate",
     "fit",
     "get_device",
@@ -123,6 +126,90 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
+
+
+#: The environment variable that holds a book run's base seed.
+BOOK_SEED_VARIABLE = "BOOK_SEED"
+
+
+def book_seed() -> int:
+    """The base seed of this run: the environment variable ``BOOK_SEED``, 0 when it is unset.
+
+    Every random choice in a chapter derives from it (:func:`derive_seed`), so running a chapter
+    with another ``BOOK_SEED`` is a fair replication of all its experiments at once.
+
+    Returns:
+        The base seed, an int ≥ 0.
+
+    Raises:
+        ValueError: ``BOOK_SEED`` is set to something that is not a whole number ≥ 0.
+
+    Examples:
+        >>> import os
+        >>> from shared_lib.training import book_seed
+        >>> os.environ.pop("BOOK_SEED", None) and None
+        >>> book_seed()
+        0
+    """
+    text = os.environ.get(BOOK_SEED_VARIABLE, "").strip()
+    if not text:
+        return 0
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise ValueError(
+            f"the environment variable {BOOK_SEED_VARIABLE} must be a whole number >= 0 "
+            f"(e.g. BOOK_SEED=3); got {text!r}. Unset it for the default seed 0."
+        )
+    return seed
+
+
+def derive_seed(*labels: str | int, base: int | None = None) -> int:
+    """A seed for one random choice, derived from the base seed and labels that name the choice.
+
+    The same base and labels always give the same seed, on every machine and Python (a hash of
+    the labels, not Python's salted ``hash``); different labels give unrelated seeds, so two
+    experiments never share a random stream by accident, and changing the base seed changes
+    every one of them.
+
+    Args:
+        *labels: what the seed is for, e.g. ``"parity", "gru", 2`` for the third GRU run of the
+            parity experiment; at least one, each a string or an int.
+        base: the base seed; ``None`` means :func:`book_seed` (the ``BOOK_SEED`` variable).
+
+    Returns:
+        A seed in ``[0, 2**31)``.
+
+    Raises:
+        TypeError: no label, a label that is neither a string nor an int, or ``base`` not an int.
+        ValueError: ``base`` is negative.
+
+    Examples:
+        >>> from shared_lib.training import derive_seed
+        >>> derive_seed("parity", 0, base=0) == derive_seed("parity", 0, base=0)
+        True
+        >>> derive_seed("parity", 0, base=0) != derive_seed("parity", 1, base=0)
+        True
+        >>> derive_seed("parity", 0, base=0) != derive_seed("parity", 0, base=1)
+        True
+    """
+    if not labels:
+        raise TypeError(
+            "derive_seed needs at least one label naming the random choice, "
+            "e.g. derive_seed('parity', 0)"
+        )
+    for position, label in enumerate(labels):
+        if isinstance(label, bool) or not isinstance(label, (str, int)):
+            raise TypeError(
+                f"labels[{position}] must be a string or an int naming the random choice; "
+                f"got {describe(label)}"
+            )
+    base = book_seed() if base is None else check_int(base, "base", minimum=0)
+    text = "\x1f".join([str(base), *(f"{type(label).__name__}:{label}" for label in labels)])
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 2**31
 
 
 def synchronize(device: torch.device | str | None = None) -> None:

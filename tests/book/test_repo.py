@@ -92,6 +92,12 @@ def verdict_rows(text: str) -> dict[str, tuple[str, set[str]]]:
     return rows
 
 
+def test_one_verdict_per_claim_everywhere():
+    for claim, chapters in chapter_verdicts().items():
+        said = set().union(*chapters.values())
+        assert len(said) == 1, f"{claim} gets the verdicts {said} in {sorted(chapters)}"
+
+
 def test_claims_page_and_chapter_09_agree_with_the_chapters():
     verdicts = chapter_verdicts()
     assert set(verdicts) == CLAIMS, (
@@ -113,7 +119,7 @@ def test_claims_page_and_chapter_09_agree_with_the_chapters():
                 f"{page}, {claim}: link the evidence in {set(chapters) - linked}"
             )
             said = set().union(*chapters.values())
-            assert verdict in said, f"{page}, {claim}: {verdict!r} but the chapters say {said}"
+            assert said == {verdict}, f"{page}, {claim}: {verdict!r} but the chapters say {said}"
 
 
 def test_wheel_installs_and_imports_outside_the_repository(tmp_path):
@@ -129,6 +135,7 @@ def test_wheel_installs_and_imports_outside_the_repository(tmp_path):
         metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
         archive.extractall(tmp_path / "site")
     assert "shared_lib/models/transformer.py" in names
+    assert "shared_lib/book/ledger.json" in names  # the chapters read their seed rates from it
     requirements = [  # the version part, before any environment marker (`; extra == ...`)
         line.split(";")[0] for line in metadata.splitlines() if line.startswith("Requires-Dist")
     ]
