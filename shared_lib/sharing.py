@@ -1,6 +1,6 @@
 """Cross-layer sharing: which parameter set each layer uses (chapters 05 and 06).
 
-``layer_assignment`` implements the three strategies of Takase & Kiyono (2021), "Lessons on
+``layer_assignment`` implements the three strategies of Takase & Kiyono (2023), "Lessons on
 Parameter Sharing across Layers in Transformers"; :class:`SharedStack` applies N layers built
 from M unique blocks according to such an assignment.
 """
@@ -16,14 +16,14 @@ from shared_lib._validation import check_choice, check_int, check_module
 
 __all__ = ["STRATEGIES", "SharedStack", "layer_assignment"]
 
-#: The cross-layer strategies of :func:`layer_assignment` (Takase & Kiyono, 2021).
+#: The cross-layer strategies of :func:`layer_assignment` (Takase & Kiyono, 2023).
 STRATEGIES = ("sequence", "cycle", "cycle_rev")
 
 
 def layer_assignment(n_layers: int, n_unique: int, strategy: str = "cycle") -> list[int]:
     """0-based index of the parameter set used by each of ``n_layers`` layers (chapter 06).
 
-    With M = ``n_unique`` sets and N = ``n_layers`` layers (Takase & Kiyono, 2021):
+    With M = ``n_unique`` sets and N = ``n_layers`` layers (Takase & Kiyono, 2023):
 
     - ``"sequence"``: consecutive layers share, N/M at a time (AABBCC); N must be divisible by M.
     - ``"cycle"``: the sets repeat in order (ABCABC).
