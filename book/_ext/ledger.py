@@ -55,7 +55,7 @@ def summary_text(ledger: dict) -> str:
     always = [r for r in reported if r.held == r.seeds]
     text = (
         f"The ledger holds {len(rates)} measurements from {len(ledger.get('chapters', {}))} "
-        f"chapters, each run on {' or '.join(map(str, seeds))} values of BOOK_SEED. "
+        f"chapter(s), each run on {' or '.join(map(str, seeds))} values of BOOK_SEED. "
         f"{len(asserted)} are asserted by their chapter, and "
         f"{sum(r.held == r.seeds for r in asserted)} of them held on every seed. "
         f"{len(reported)} are reported as rates"
@@ -117,8 +117,8 @@ class LedgerDirective(SphinxDirective):
         if not chosen:
             what = f"verdict {verdict}" if verdict else f"chapter {chapter}" if chapter else "book"
             text = (
-                f"No seed-dependent measurement supports {what}: its evidence is deterministic "
-                "(counts, shapes, exact identities, asserted on every build) or cited."
+                f"The ledger lists no seed-dependent measurement for {what}: its evidence is "
+                "deterministic (counts, shapes, exact identities, asserted on every build) or cited."
             )
             return [nodes.paragraph(text=text)]
         table = nodes.table(classes=["ledger-table"])

@@ -156,3 +156,21 @@ def test_internal_links_resolve():
                 if anchor not in ids:
                     broken.append(f"{page.relative_to(SITE)} -> {href} (no such anchor)")
     assert not broken, broken[:10]
+
+
+def test_the_claims_page_shows_the_evidence_ledger_under_each_verdict():
+    from shared_lib.book import evidence
+
+    ledger = evidence.load_ledger()
+    claims = (SITE / "book" / "claims.html").read_text(encoding="utf-8")
+    for n in range(1, 11):
+        section = claims.split(f'id="c{n}"', 1)
+        assert len(section) == 2, f"the claims page has no section for C{n}"
+        supporting = [c for c, e in ledger["claims"].items() if e.get("supports") == f"C{n}"]
+        body = section[1].split('<section id="c', 1)[0]
+        for claim_id in supporting:
+            assert f"[{claim_id}]" in body, f"C{n}: {claim_id} is not listed under its verdict"
+    page = (SITE / "book" / "evidence.html").read_text(encoding="utf-8")
+    assert "The ledger holds" in page and page.count("ledger-table") >= 9
+    for claim_id in ledger["claims"]:
+        assert f"[{claim_id}]" in page, f"the evidence page does not list {claim_id}"
