@@ -9,7 +9,12 @@ and a recurrent cell shared across time vs. one cell per step
 :func:`learning_curves` trains every (model, training-set size, seed) on the same examples in the
 same order and tests it on a held-out set; the seeds of one model are trained together,
 vectorised with :func:`torch.func.vmap`, which gives the same updates as training them one by
-one (Adam works element by element) at a fraction of the cost.
+one (Adam works element by element) at a fraction of the cost. Given several learning rates
+and a validation set, it trains every model at each of them and keeps, per model and size, the
+one with the best validation accuracy: each side of a comparison gets its own best recipe.
+
+:func:`kv_cache_bytes` and :func:`weight_bytes` give the two memories of a Transformer at
+inference, for the chapter's comparison of cross-layer weight sharing with key/value sharing.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from shared_lib.training import train_steps
 
 __all__ = [
     "LearningCurves",
+    "hold_out",
+    "kv_cache_bytes",
     "learning_curves",
     "plot_learning_curves",
     "plot_step_costs",
+    "weight_bytes",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -48,15 +56,22 @@ class LearningCurves:
         sizes: training-set sizes, increasing.
         seeds: the seeds (each fixes the initialisation, the subset and the minibatch order).
         accuracy: model name → array of shape ``(len(sizes), len(seeds))``.
+        learning_rates: model name → the learning rate used at each size (the one picked on
+            validation data when several were tried).
     """
 
     sizes: tuple[int, ...]
     seeds: tuple[int, ...]
     accuracy: dict[str, np.ndarray]
+    learning_rates: dict[str, tuple[float, ...]] | None = None
 
     def mean(self, name: str) -> np.ndarray:
         """Mean accuracy over seeds, one value per size."""
         return self.accuracy[name].mean(axis=1)
+
+    def median_gap(self, first: str, second: str) -> np.ndarray:
+        """The median over seeds of ``accuracy[first] - accuracy[second]``, one value per size."""
+        return np.median(self.gap(first, second), axis=1)
 
     def std(self, name: str) -> np.ndarray:
         """Standard deviation over seeds (ddof=0), one value per size."""
@@ -85,20 +100,41 @@ class LearningCurves:
         return "\n".join(lines)
 
 
+class _PerModelAdam(torch.optim.Adam):
+    """Adam on stacked parameters (models along the first dimension), one learning rate per model.
+
+    Adam's update is ``lr`` times a quantity that does not depend on ``lr``, so a step at
+    ``lr = 1`` scaled per model gives every model the update of its own learning rate.
+    """
+
+    def __init__(self, params, learning_rates: torch.Tensor):
+        super().__init__(params, lr=1.0)
+        self.learning_rates = learning_rates
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"]]
+        before = [p.clone() for p in params]
+        super().step(closure)
+        for p, old in zip(params, before, strict=True):
+            rate = self.learning_rates.view(-1, *[1] * (p.dim() - 1))
+            p.copy_(old + rate * (p - old))
+
+
 def _train_ensemble(
     factory: Callable[[], nn.Module],
     seeds: Sequence[int],
     subsets: list[torch.Tensor],
+    learning_rates: Sequence[float],
     x_train: torch.Tensor,
     y_train: torch.Tensor,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
+    evaluations: Sequence[tuple[torch.Tensor, torch.Tensor]],
     steps: int,
     batch_size: int,
-    lr: float,
-) -> np.ndarray:
-    """Train one model per subset (``subsets[k]`` with initial seed ``seeds[k]``) together with
-    vmap and Adam; return their test accuracies."""
+) -> list[np.ndarray]:
+    """Train one model per subset (``subsets[k]`` with initial seed ``seeds[k]`` and Adam's
+    learning rate ``learning_rates[k]``) together with vmap; return their accuracies on each of
+    ``evaluations`` (pairs of inputs and labels)."""
     from torch.func import functional_call, stack_module_state, vmap
 
     models = []
@@ -117,9 +153,10 @@ def _train_ensemble(
     padded = torch.zeros(count, int(sizes.max()), dtype=torch.long)
     for k, subset in enumerate(subsets):
         padded[k, : len(subset)] = subset
-    optimizer = torch.optim.Adam(params.values(), lr=lr)
-    # One stream of minibatches per (size, seed): its seed, so both models of a pair see the
-    # same examples in the same order.
+    rates = torch.tensor([float(lr) for lr in learning_rates])
+    optimizer = _PerModelAdam(params.values(), rates)
+    # One stream of minibatches per (size, seed): its seed, so both models of a pair (and every
+    # learning rate) see the same examples in the same order.
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     rows = torch.arange(count)[:, None]
 
@@ -134,9 +171,12 @@ def _train_ensemble(
         return loss / batch_size  # = the sum over models of each one's mean loss
 
     train_steps(optimizer, minibatches(), summed_loss)
+    accuracies = []
     with torch.no_grad():
-        predictions = vmap(run, in_dims=(0, 0, None))(params, buffers, x_test).argmax(-1)
-    return (predictions == y_test).float().mean(dim=1).numpy()
+        for x, y in evaluations:
+            predictions = vmap(run, in_dims=(0, 0, None))(params, buffers, x).argmax(-1)
+            accuracies.append((predictions == y).float().mean(dim=1).numpy())
+    return accuracies
 
 
 def learning_curves(
@@ -146,7 +186,8 @@ def learning_curves(
     seeds: Sequence[int] = (0, 1, 2),
     steps: int = 150,
     batch_size: int = 32,
-    lr: float = 3e-3,
+    lr: float | Sequence[float] = 3e-3,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> LearningCurves:
     """Test accuracy vs. training-set size for each model, over several seeds (chapter 03).
 
@@ -157,6 +198,11 @@ def learning_curves(
     order fixed by ``s``. Every model gets the same budget of steps whatever ``n``. Accuracy is
     measured on the whole test set. The global random state is left untouched.
 
+    With several learning rates, every model is trained at each of them (same subsets, same
+    order) and, for each model and size, the rate with the best mean accuracy over seeds on
+    ``validation`` is kept; the test accuracy reported is the one at that rate. The test set is
+    never used to choose.
+
     Args:
         factories: model name → a function with no argument returning a fresh model.
         data: the training pool and the test set (inputs batched along the first dimension).
@@ -164,7 +210,12 @@ def learning_curves(
         seeds: seeds to average over.
         steps: optimizer steps per model.
         batch_size: examples per step.
-        lr: Adam's learning rate.
+        lr: Adam's learning rate, or several to choose from on ``validation``.
+        validation: ``(inputs, labels)`` held out from both the pool and the test set; needed
+            when ``lr`` lists several rates.
+
+    Returns:
+        The curves, with the learning rate used per model and size.
     """
     if not factories:
         raise ValueError("factories must name at least one model")
@@ -185,27 +236,116 @@ def learning_curves(
             raise ValueError(f"sizes: {size} exceeds the training pool ({len(data.y_train)})")
     check_int(steps, "steps", 1)
     check_int(batch_size, "batch_size", 1)
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    rates = (lr,) if isinstance(lr, (int, float)) else tuple(lr)
+    if not rates or not all(isinstance(r, (int, float)) and r > 0 for r in rates):
+        raise ValueError(f"lr must be > 0 (or a non-empty sequence of rates > 0), got {lr}")
+    if len(rates) > 1 and validation is None:
+        raise ValueError("several learning rates need validation=(inputs, labels) to choose")
+    evaluations = [(data.x_test, data.y_test)]
+    if validation is not None:
+        evaluations.append(tuple(validation))
 
-    pairs = [(size, seed) for size in sizes for seed in seeds]
-    subsets = [balanced_subset(data.y_train, size, seed) for size, seed in pairs]
-    accuracy = {}
+    runs = [(rate, size, seed) for rate in rates for size in sizes for seed in seeds]
+    subsets = {(size, seed): balanced_subset(data.y_train, size, seed) for _, size, seed in runs}
+    shape = (len(rates), len(sizes), len(seeds))
+    accuracy, chosen = {}, {}
     for name, factory in factories.items():
-        flat = _train_ensemble(
+        measured = _train_ensemble(
             factory,
-            [seed for _, seed in pairs],
-            subsets,
+            [seed for _, _, seed in runs],
+            [subsets[size, seed] for _, size, seed in runs],
+            [rate for rate, _, _ in runs],
             data.x_train,
             data.y_train,
-            data.x_test,
-            data.y_test,
+            evaluations,
             steps,
             batch_size,
-            lr,
         )
-        accuracy[name] = flat.reshape(len(sizes), len(seeds))
-    return LearningCurves(sizes, seeds, accuracy)
+        test = measured[0].reshape(shape)
+        best = measured[-1].reshape(shape).mean(axis=2).argmax(axis=0)  # one rate per size
+        accuracy[name] = test[best, np.arange(len(sizes))]
+        chosen[name] = tuple(float(rates[i]) for i in best)
+    return LearningCurves(sizes, seeds, accuracy, chosen)
+
+
+def hold_out(data: Split, n: int, seed: int) -> tuple[Split, tuple[torch.Tensor, torch.Tensor]]:
+    """Split ``n`` class-balanced examples off the training pool as a validation set.
+
+    Returns:
+        The split with the smaller pool (same test set), and ``(inputs, labels)`` held out.
+    """
+    check_int(n, "n", 1)
+    if n >= len(data.y_train):
+        raise ValueError(f"n must be below the pool's size {len(data.y_train)}, got {n}")
+    held = balanced_subset(data.y_train, n, seed)
+    keep = torch.ones(len(data.y_train), dtype=torch.bool)
+    keep[held] = False
+    pool = Split(data.x_train[keep], data.y_train[keep], data.x_test, data.y_test)
+    return pool, (data.x_train[held], data.y_train[held])
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory at inference.
+
+
+def weight_bytes(config, bytes_per_value: int = 2) -> int:
+    """Bytes of the stored weights of a :class:`~shared_lib.models.TransformerConfig` (fp16/bf16
+    by default), counted on the meta device.
+
+    Examples:
+        ALBERT-base stores about a ninth of BERT-base's weights (12M against 108M parameters):
+
+        >>> from shared_lib.models import PRESETS
+        >>> round(weight_bytes(PRESETS["bert-base"]) / weight_bytes(PRESETS["albert-base"]), 1)
+        9.3
+    """
+    from shared_lib.counting import count_parameters
+    from shared_lib.models import build_model
+
+    return bytes_per_value * count_parameters(build_model(config, device="meta"))
+
+
+def kv_cache_bytes(
+    config,
+    sequence_length: int,
+    batch: int = 1,
+    kv_heads: int | None = None,
+    kv_layers: int | None = None,
+    bytes_per_value: int = 2,
+) -> int:
+    """Bytes of the key/value cache of a Transformer of this shape, decoding ``sequence_length``
+    tokens: ``2 (keys and values) × layers × kv_heads × head_dim × sequence × batch``.
+
+    Cross-layer *weight* sharing does not enter the formula: every layer still computes and
+    caches its own keys and values. What shrinks the cache is sharing the keys and values
+    themselves: fewer key/value heads (``kv_heads``: 1 for multi-query, a few for grouped-query
+    attention) or fewer layers that keep a cache (``kv_layers``: cross-layer KV sharing).
+
+    Args:
+        config: a :class:`~shared_lib.models.TransformerConfig` (its ``num_layers``,
+            ``num_heads`` and ``hidden_size`` are used).
+        sequence_length: tokens cached per sequence.
+        batch: sequences decoded at once.
+        kv_heads: key/value heads per layer (default: ``num_heads``, plain multi-head attention).
+        kv_layers: layers that keep their own cache (default: ``num_layers``).
+        bytes_per_value: 2 for fp16/bf16.
+
+    Examples:
+        >>> from shared_lib.models import PRESETS
+        >>> kv_cache_bytes(PRESETS["bert-base"], 512)  # 2 × 12 × 12 × 64 × 512 × 2 bytes
+        18874368
+        >>> kv_cache_bytes(PRESETS["albert-base"], 512) == kv_cache_bytes(PRESETS["bert-base"], 512)
+        True
+    """
+    check_int(sequence_length, "sequence_length", 1)
+    check_int(batch, "batch", 1)
+    check_int(bytes_per_value, "bytes_per_value", 1)
+    kv_heads = config.num_heads if kv_heads is None else kv_heads
+    kv_layers = config.num_layers if kv_layers is None else kv_layers
+    check_int(kv_heads, "kv_heads", 1)
+    check_int(kv_layers, "kv_layers", 1)
+    head_dim = config.hidden_size // config.num_heads
+    return 2 * kv_layers * kv_heads * head_dim * sequence_length * batch * bytes_per_value
 
 
 def plot_learning_curves(curves: LearningCurves, ax=None, title: str | None = None, colors=None):
