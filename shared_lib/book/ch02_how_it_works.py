@@ -1,10 +1,12 @@
 """Chapter 02, *How it works*: convolution, locally connected and dense models on digits placed
 on a canvas, trained and drawn.
 
-:func:`position_model` builds the three contenders (convolution, locally connected, MLP),
-:func:`train_position_model` / :func:`run_position_experiment` train one on a task of
-:mod:`shared_lib.data.canvas` and measure it, and :func:`plot_filters`,
-:func:`plot_sharing_explorer` and :func:`plot_conv_as_dense` draw the chapter's figures.
+:func:`position_model` builds the four contenders (convolution, the same convolution with a
+flatten head, locally connected, MLP), :func:`train_position_model` trains one on a task of
+:mod:`shared_lib.data.canvas` and measures it, :func:`with_validation` sets held-out digits apart
+for choosing, :func:`run_position_experiment` sweeps the learning rate and keeps the best run on
+validation data, and :func:`plot_filters`, :func:`plot_sharing_explorer` and
+:func:`plot_conv_as_dense` draw the chapter's figures.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shared_lib.training import train_steps
 
 __all__ = [
     "KINDS",
+    "LEARNING_RATES",
     "PositionResult",
     "plot_conv_as_dense",
     "plot_filters",
@@ -40,12 +43,16 @@ __all__ = [
     "position_model",
     "run_position_experiment",
     "train_position_model",
+    "with_validation",
 ]
 
-#: The three contenders of chapter 02. ``"conv"`` shares its filters across positions,
-#: ``"local"`` is the same network with one filter per position (a locally connected layer),
-#: ``"mlp"`` is fully connected.
-KINDS = ("conv", "local", "mlp")
+#: The contenders of chapter 02. ``"conv"`` shares its filters across positions and pools
+#: globally, ``"conv-flat"`` is the same convolution with a flatten head instead of the global
+#: pooling (sharing kept, position readable), ``"local"`` is the first network with one filter
+#: per position (a locally connected layer), ``"mlp"`` is fully connected.
+KINDS = ("conv", "conv-flat", "local", "mlp")
+#: The learning rates each contender is swept over (Adam); the best on validation data is kept.
+LEARNING_RATES = (3e-3, 1e-2, 3e-2)
 
 
 def position_model(
@@ -55,13 +62,22 @@ def position_model(
     channels: int = 8,
     padding_mode: str = "circular",
 ) -> nn.Sequential:
-    """One of the chapter-02 contenders; ``"conv"`` and ``"local"`` differ only in sharing.
+    """One of the chapter-02 contenders; ``"conv"`` and ``"local"`` differ only in sharing,
+    ``"conv"`` and ``"conv-flat"`` only in the head.
 
     ``conv``/``local``: 5×5 layer (``channels``) → ReLU → 2×2 max-pool → 3×3 layer
     (``2·channels``) → ReLU → global max-pool → linear. ``local`` uses
     :class:`~shared_lib.layers.local.LocallyConnected2d` where ``conv`` uses ``nn.Conv2d``.
-    ``mlp``: flatten → linear (``16·channels`` hidden) → ReLU → linear. Circular padding makes
-    the convolution exactly equivariant to (circular) shifts, borders included.
+    ``conv-flat``: the ``conv`` layers, then flatten → linear instead of the global max-pool, so
+    the head has one weight per position of the last feature map and can read where a feature
+    is. ``mlp``: flatten → linear (``16·channels`` hidden) → ReLU → linear. Circular padding
+    makes the convolution exactly equivariant to (circular) shifts, borders included.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.book.ch02_how_it_works import position_model
+        >>> position_model("conv-flat")(torch.zeros(2, 1, 16, 16)).shape
+        torch.Size([2, 10])
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -77,27 +93,34 @@ def position_model(
         )
 
     def layer(c_in: int, c_out: int, kernel: int, size: int) -> nn.Module:
-        if kind == "conv":
+        if kind != "local":
             return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, padding_mode=padding_mode)
         return LocallyConnected2d(
             c_in, c_out, size, kernel, padding=kernel // 2, padding_mode=padding_mode
         )
 
-    return nn.Sequential(
+    features = [
         layer(1, channels, 5, canvas_size),
         nn.ReLU(),
         nn.MaxPool2d(2),
         layer(channels, 2 * channels, 3, canvas_size // 2),
         nn.ReLU(),
-        nn.AdaptiveMaxPool2d(1),
-        nn.Flatten(),
-        nn.Linear(2 * channels, num_classes),
-    )
+    ]
+    if kind == "conv-flat":  # the head sees every position of the feature map
+        head = [nn.Flatten(), nn.Linear(2 * channels * (canvas_size // 2) ** 2, num_classes)]
+    else:  # global max-pool: the head sees only how strongly each feature fired, not where
+        head = [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(2 * channels, num_classes)]
+    return nn.Sequential(*features, *head)
 
 
 @dataclass
 class PositionResult:
-    """What one training run measured: accuracies by test set, size, first-layer filters."""
+    """What one training run measured: accuracies by test set, size, first-layer filters.
+
+    ``lr`` is the learning rate it was trained with; after a sweep
+    (:func:`run_position_experiment` with several ``lrs``), ``validation`` maps every learning
+    rate tried to its validation accuracy and ``seconds`` is the time of the whole sweep.
+    """
 
     kind: str
     n_train: int
@@ -109,6 +132,8 @@ class PositionResult:
     first_layer_initial: torch.Tensor = field(repr=False)
     seconds: float = 0.0
     model: nn.Module | None = field(default=None, repr=False)
+    lr: float = 1e-2
+    validation: dict[float, float] = field(default_factory=dict)
 
 
 @contextmanager
@@ -199,19 +224,71 @@ def train_position_model(
         initial,
         seconds,
         model,
+        lr,
     )
 
 
+def with_validation(
+    task: CanvasTask, n_validation: int, seed: int = 0, source: str | None = None
+) -> CanvasTask:
+    """Move ``n_validation`` held-out digits from the test sets into a ``"validation"`` set.
+
+    The validation images are those digits as the test set ``source`` shows them (default: the
+    first test set, which is drawn like the training images: ``"seen"`` positions or the
+    ``"where"`` task's test set). Every test set loses the same rows, so the test digits stay
+    disjoint from both the training digits and the validation digits (the test sets of
+    :func:`~shared_lib.data.canvas.unseen_position_task` show the same digits in the same order).
+
+    Examples:
+        >>> from shared_lib.book.ch02_how_it_works import with_validation
+        >>> from shared_lib.data.canvas import unseen_position_task
+        >>> with_validation(unseen_position_task(50), 200)
+        CanvasTask(train=(50, 1, 16, 16), validation=200, seen=519, unseen=519, classes=10:
+            digit class; trained with left edge at columns 0..3)
+    """
+    check_int(n_validation, "n_validation", 1)
+    source = next(iter(task.test)) if source is None else source
+    if source not in task.test:
+        raise ValueError(f"source must be one of {list(task.test)}, got {source!r}")
+    n = len(task.test[source][1])
+    if any(len(y) != n for _, y in task.test.values()) or n_validation >= n:
+        raise ValueError(
+            f"n_validation must be below the {n} test digits (and the test sets equally long)"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held, kept = order[:n_validation], order[n_validation:].sort().values
+    x_source, y_source = task.test[source]
+    test = {"validation": (x_source[held], y_source[held])}
+    test.update({name: (x[kept], y[kept]) for name, (x, y) in task.test.items()})
+    return CanvasTask(task.x_train, task.y_train, test, task.num_classes, task.description)
+
+
 def run_position_experiment(
-    kind: str, n_train: int, seed: int = 0, task: str = "unseen", **train_options
+    kind: str,
+    n_train: int,
+    seed: int = 0,
+    task: str = "unseen",
+    lrs: tuple[float, ...] = (1e-2,),
+    n_validation: int = 200,
+    **train_options,
 ) -> PositionResult:
     """Build the task (``"unseen"``: :func:`~shared_lib.data.canvas.unseen_position_task`,
-    ``"where"``: :func:`~shared_lib.data.canvas.where_task`) with ``seed`` and train ``kind``
-    on it (chapter 02)."""
+    ``"where"``: :func:`~shared_lib.data.canvas.where_task`) with ``seed``, set
+    ``n_validation`` of its held-out digits apart (:func:`with_validation`), train ``kind`` on
+    it with every learning rate of ``lrs`` and keep the run with the best validation accuracy
+    (the smaller learning rate on a tie); test accuracies are never used to choose (chapter 02).
+    """
     builders = {"unseen": unseen_position_task, "where": where_task}
     if task not in builders:
         raise ValueError(f"task must be one of {list(builders)}, got {task!r}")
-    return train_position_model(kind, builders[task](n_train, seed), seed, **train_options)
+    if not lrs or "lr" in train_options:
+        raise ValueError(f"pass the learning rates as lrs=(...), at least one; got lrs={lrs!r}")
+    data = with_validation(builders[task](n_train, seed), n_validation, seed)
+    runs = [train_position_model(kind, data, seed, lr=lr, **train_options) for lr in sorted(lrs)]
+    best = max(runs, key=lambda run: run.accuracy["validation"])  # max keeps the first on a tie
+    best.validation = {run.lr: run.accuracy["validation"] for run in runs}
+    best.seconds = sum(run.seconds for run in runs)
+    return best
 
 
 def plot_filters(result: PositionResult, ax: Axes | None = None, columns: int = 4) -> Axes:

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Tests of chapter 02's experiments: the contenders, the validation split, the learning-rate
+sweep and the figures."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 
 from shared_lib.book.ch02_how_it_works import (
     KINDS,
+    LEARNING_RATES,
     PositionResult,
     plot_conv_as_dense,
     plot_filters,
@@ -16,9 +18,10 @@ from shared_lib.book.ch02_how_it_works import (
     position_model,
     run_position_experiment,
     train_position_model,
+    with_validation,
 )
 from shared_lib.counting import count_parameters
-from shared_lib.data.canvas import unseen_position_task
+from shared_lib.data.canvas import unseen_position_task, where_task
 from shared_lib.layers.local import (
     LocallyConnected2d,
     conv_as_dense,
@@ -38,9 +41,9 @@ def test_plot_conv_as_dense_draws_and_checks_its_input():
 
 
 def test_position_models_differ_only_in_sharing():
-    conv, local, mlp = (position_model(kind) for kind in KINDS)
+    conv, flat, local, mlp = (position_model(kind) for kind in KINDS)
     x = torch.rand(3, 1, 16, 16)
-    for model in (conv, local, mlp):
+    for model in (conv, flat, local, mlp):
         assert model(x).shape == (3, 10)
     assert [type(m) for m in conv if not isinstance(m, torch.nn.Conv2d)] == [
         type(m) for m in local if not isinstance(m, LocallyConnected2d)
@@ -52,6 +55,10 @@ def test_position_models_differ_only_in_sharing():
     assert count_parameters(local) == sum(
         p * count_parameters(layer) for p, layer in zip(positions, conv_layers, strict=True)
     ) + count_parameters(conv[-1])
+    # conv-flat: the same convolutions, a flatten head in place of the global pooling.
+    assert [type(m) for m in flat[:5]] == [type(m) for m in conv[:5]]
+    assert not any(isinstance(m, nn.AdaptiveMaxPool2d) for m in flat)
+    assert flat[-1].in_features == 16 * 8 * 8
     with pytest.raises(ValueError, match="kind"):
         position_model("transformer")
     with pytest.raises(ValueError, match="even"):
@@ -66,6 +73,8 @@ def test_circular_conv_model_is_invariant_to_even_circular_shifts():
     torch.testing.assert_close(model(shifted), model(x), rtol=0, atol=1e-12)
     local = position_model("local").double()
     assert (local(shifted) - local(x)).abs().max() > 1e-3
+    flat = position_model("conv-flat").double()  # equivariant features, but the head reads where
+    assert (flat(shifted) - flat(x)).abs().max() > 1e-3
 
 
 def test_training_reports_accuracies_and_leaves_unseen_filters_untouched():
@@ -95,7 +104,7 @@ def test_run_position_experiment_and_plots():
     }
     assert results["yes", 20].kind == "conv" and results["no", 40].n_train == 40
     where = run_position_experiment("mlp", 20, task="where", steps=2)
-    assert set(where.accuracy) == {"test"}
+    assert set(where.accuracy) == {"validation", "test"}
     with pytest.raises(ValueError, match="task"):
         run_position_experiment("conv", 20, task="rotation")
     figure = plot_sharing_explorer(results, "no", 20)
@@ -108,3 +117,38 @@ def test_run_position_experiment_and_plots():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_with_validation_keeps_the_three_sets_disjoint():
+    task = unseen_position_task(30, seed=1)
+    split = with_validation(task, 100, seed=2)
+    assert list(split.test) == ["validation", "seen", "unseen"]
+    x_val, y_val = split.test["validation"]
+    assert len(y_val) == 100 and len(split.test["seen"][1]) == len(task.test["seen"][1]) - 100
+    # seen and unseen still show the same digits, in the same order
+    assert torch.equal(split.test["seen"][1], split.test["unseen"][1])
+    # every validation image is one of the seen-position test images, and none is left there
+    seen_x = task.test["seen"][0].flatten(1)
+    kept_x = split.test["seen"][0].flatten(1)
+    for image in x_val.flatten(1)[:10]:
+        assert (seen_x == image).all(1).any() and not (kept_x == image).all(1).any()
+    assert torch.equal(with_validation(task, 100, seed=2).test["validation"][1], y_val)
+    assert list(with_validation(where_task(20), 50).test) == ["validation", "test"]
+    with pytest.raises(ValueError, match="source"):
+        with_validation(task, 10, source="nowhere")
+    with pytest.raises(ValueError, match="n_validation"):
+        with_validation(task, len(task.test["seen"][1]))
+
+
+def test_the_sweep_keeps_the_best_validation_run():
+    result = run_position_experiment("mlp", 40, seed=0, lrs=(1e-1, 1e-4), steps=5)
+    assert set(result.validation) == {1e-4, 1e-1}
+    assert result.validation[result.lr] == max(result.validation.values())
+    assert result.accuracy["validation"] == result.validation[result.lr]
+    again = run_position_experiment("mlp", 40, seed=0, lrs=(result.lr,), steps=5)
+    assert again.accuracy == result.accuracy  # the chosen run, reproduced alone
+    assert len(LEARNING_RATES) >= 3
+    with pytest.raises(ValueError, match="lrs"):
+        run_position_experiment("mlp", 40, lrs=())
+    with pytest.raises(ValueError, match="lrs"):
+        run_position_experiment("mlp", 40, lr=0.1)
