@@ -12,14 +12,14 @@ path per step, :func:`train_standalone` trains one architecture from scratch, an
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from shared_lib._validation import check_float, check_instance, check_int
+from shared_lib._validation import check_bool, check_float, check_instance, check_int
 from shared_lib.data import Split
 from shared_lib.layers.hyper import HyperMLP
 from shared_lib.layers.recursion import MixtureOfRecursions
@@ -172,6 +172,58 @@ def _check_task(value: object, argument: str) -> tuple[torch.Tensor, torch.Tenso
     return value
 
 
+def _fit_recursion(
+    x: torch.Tensor,
+    k: torch.Tensor,
+    y: torch.Tensor,
+    max_depth: int,
+    seed: int,
+    depth: int | None,
+    tag_aware: bool,
+    steps: int,
+    lr: float,
+    router_lr: float,
+    start_depth: int,
+) -> tuple[float, nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """One training run of :func:`train_recursion`: (final training loss, model, its forward)."""
+    width = x.shape[1]
+    seed_everything(seed)
+    tag_width = max_depth if tag_aware else 0
+    block = nn.Sequential(nn.Linear(width + tag_width, width, bias=False), nn.Tanh())
+
+    def tag(difficulty: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(difficulty - 1, max_depth).float()
+
+    if depth is None:
+        mor = MixtureOfRecursions(block, max_depth, width + max_depth, start_depth=start_depth)
+        model: nn.Module = mor
+        groups = [
+            {"params": list(block.parameters())},
+            {"params": list(mor.router.parameters()), "lr": router_lr},
+        ]
+
+        def run(inputs: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
+            return mor(inputs, torch.cat([inputs, tag(difficulty)], 1))
+
+    else:
+        model = block
+        groups = [{"params": list(block.parameters())}]
+
+        def run(inputs: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
+            extra = [tag(difficulty)] if tag_aware else []
+            for _ in range(depth):
+                inputs = block(torch.cat([inputs, *extra], 1))
+            return inputs
+
+    optimizer = torch.optim.Adam(groups, lr=lr)
+    # Full-batch steps; for MoR the loss is on the soft mix of depths.
+    train_steps(optimizer, range(steps), lambda step: nn.functional.mse_loss(run(x, k), y))
+    model.eval()
+    with torch.no_grad():  # the final training loss, in eval mode (MoR: hard routing)
+        final = nn.functional.mse_loss(run(x, k), y).item()
+    return final, model, run
+
+
 def train_recursion(
     train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -180,53 +232,72 @@ def train_recursion(
     depth: int | None = None,
     steps: int = 300,
     lr: float = 0.02,
+    router_lr: float | None = None,
+    tag_aware: bool = False,
+    restarts: int = 1,
+    start_depths: Sequence[int] = (1,),
 ) -> tuple[dict[str, float | int | list[float]], nn.Module]:
     """Train one shared block ``tanh(W h)`` on an
     :func:`~shared_lib.data.sequences.iterated_map_task` and measure it.
 
-    ``depth=None``: a :class:`~shared_lib.layers.recursion.MixtureOfRecursions` (router started
-    at one pass) whose router sees each token and its one-hot difficulty ``k`` chooses 1 to
-    ``max_depth`` passes per token (soft mix in training, hard choice on ``test``).
-    ``depth=d``: the same block run ``d`` times for every token. Full-batch Adam on the mean
-    squared error, ``steps`` steps.
+    ``depth=None``: a :class:`~shared_lib.layers.recursion.MixtureOfRecursions` (router
+    started at ``start_depths[0]`` passes; learning rate ``router_lr``, default ``lr``) whose
+    router sees each token and its one-hot difficulty ``k`` and chooses 1 to ``max_depth``
+    passes per token (soft mix in training, hard choice on ``test``). ``depth=d``: the same
+    block run ``d`` times for every token; with ``tag_aware=True`` the block reads the
+    one-hot tag too at every pass, ``tanh(W [h; tag])``, so that the fixed-depth baseline
+    gets the information the router gets. Full-batch Adam on the mean squared error,
+    ``steps`` steps.
+
+    ``restarts``: train from that many initialisations (seeds ``seed``, ``seed + 1``, ...),
+    restart ``r`` with the router started at ``start_depths[r % len(start_depths)]`` passes,
+    and keep the one with the lowest final training loss (chapter 08: a run can stall in a
+    local minimum where the block learns ``f∘f`` instead of ``f``; starting the router at
+    another depth changes which compromise the block fits first).
     ``train``/``test`` are ``(x, k, y)`` triples (chapter 08's adaptive-depth experiment).
 
     Returns ``(results, model)``; ``results`` holds the test ``"mse"``, the ``"mean depth"``,
     the block ``"calls"``, the ``"agreement"`` (fraction of tokens given exactly ``k``
-    passes) and the mean passes ``"depth by k"`` for ``k = 1..max_depth``.
+    passes), the mean passes ``"depth by k"`` for ``k = 1..max_depth``, and the test
+    ``"restart mse"`` and final ``"restart train loss"`` of every restart.
+
+    Examples:
+        >>> from shared_lib.data.sequences import iterated_map_task
+        >>> task = iterated_map_task(64, width=3, max_depth=2, seed=0)
+        >>> results, _ = train_recursion(task, task, 2, seed=0, depth=1, steps=5, restarts=2)
+        >>> results["mean depth"], len(results["restart mse"])
+        (1.0, 2)
     """
     (x, k, y), (x_test, k_test, y_test) = _check_task(train, "train"), _check_task(test, "test")
     check_int(max_depth, "max_depth", 1)
     check_int(steps, "steps", 1)
+    check_int(restarts, "restarts", 1)
+    check_bool(tag_aware, "tag_aware")
+    if router_lr is None:
+        router_lr = lr
+    check_float(router_lr, "router_lr", 0.0, low_inclusive=False)
     if depth is not None:
         check_int(depth, "depth", 1)
-    width = x.shape[1]
-    seed_everything(seed)
-    block = nn.Sequential(nn.Linear(width, width, bias=False), nn.Tanh())
-    if depth is None:
-        mor = MixtureOfRecursions(block, max_depth, width + max_depth, start_depth=1)
-        model: nn.Module = mor
-
-        def run(inputs: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
-            tag = nn.functional.one_hot(difficulty - 1, max_depth).float()
-            return mor(inputs, torch.cat([inputs, tag], 1))
-
-    else:
-        model = block
-
-        def run(inputs: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
-            for _ in range(depth):
-                inputs = block(inputs)
-            return inputs
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    # Full-batch steps; for MoR the loss is on the soft mix of depths.
-    train_steps(optimizer, range(steps), lambda step: nn.functional.mse_loss(run(x, k), y))
-    model.eval()
+    check_instance(start_depths, "start_depths", (tuple, list), "a tuple or list of ints")
+    if not start_depths:
+        raise ValueError("start_depths must name at least one depth")
+    for start in start_depths:
+        check_int(start, "start_depths", 1, max_depth)
+    settings = (depth, tag_aware, steps, lr, router_lr)
+    runs = [
+        _fit_recursion(x, k, y, max_depth, seed + r, *settings, start_depths[r % len(start_depths)])
+        for r in range(restarts)
+    ]
+    restart_mse = []
+    with torch.no_grad():
+        for _, _, run in runs:
+            restart_mse.append(nn.functional.mse_loss(run(x_test, k_test), y_test).item())
+    best = min(range(restarts), key=lambda r: runs[r][0])
+    _, model, run = runs[best]
     with torch.no_grad():
         error = nn.functional.mse_loss(run(x_test, k_test), y_test).item()
     if depth is None:
-        chosen, calls = mor.last_depths, mor.block_calls
+        chosen, calls = model.last_depths, model.block_calls
     else:
         chosen, calls = torch.full_like(k_test, depth), len(x_test) * depth
     depths = chosen.float()
@@ -236,6 +307,8 @@ def train_recursion(
         "calls": calls,
         "agreement": (chosen == k_test).float().mean().item(),
         "depth by k": [depths[k_test == d].mean().item() for d in range(1, max_depth + 1)],
+        "restart mse": restart_mse,
+        "restart train loss": [loss for loss, _, _ in runs],
     }, model
 
 

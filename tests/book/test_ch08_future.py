@@ -102,7 +102,9 @@ def test_train_recursion_router_and_fixed_depth():
     test = iterated_map_task(200, width=4, max_depth=2, seed=0, data_seed=2)
     results, model = train_recursion(train, test, max_depth=2, seed=0)
     assert isinstance(model, MixtureOfRecursions)
-    assert set(results) == {"mse", "mean depth", "calls", "agreement", "depth by k"}
+    assert set(results) == {
+        "mse", "mean depth", "calls", "agreement", "depth by k", "restart mse", "restart train loss"
+    }  # fmt: skip
     assert results["calls"] == int(model.last_depths.sum()) < 2 * 200
     assert results["agreement"] > 0.9  # the router learns to give each token k passes
     fixed, block = train_recursion(train, test, max_depth=2, seed=0, depth=2)
@@ -113,6 +115,36 @@ def test_train_recursion_router_and_fixed_depth():
     assert fixed["mse"] > results["mse"]  # one depth for all cannot fit both difficulties
 
 
+def test_train_recursion_keeps_the_start_with_the_lowest_training_loss():
+    train = iterated_map_task(128, width=3, max_depth=2, seed=1, data_seed=1)
+    test = iterated_map_task(64, width=3, max_depth=2, seed=1, data_seed=2)
+    results, _ = train_recursion(train, test, max_depth=2, seed=0, steps=30, restarts=3)
+    losses, errors = results["restart train loss"], results["restart mse"]
+    assert len(losses) == len(errors) == 3
+    best = min(range(3), key=losses.__getitem__)
+    assert results["mse"] == pytest.approx(errors[best])
+    single, _ = train_recursion(train, test, max_depth=2, seed=0, steps=30)
+    assert single["restart mse"] == pytest.approx(errors[:1])  # restart 0 is the seed's own run
+
+
+def test_restarts_cycle_through_the_start_depths():
+    train = iterated_map_task(64, width=3, max_depth=3, seed=0, data_seed=1)
+    _, model = train_recursion(train, train, 3, seed=0, steps=1, restarts=2, start_depths=(2, 3))
+    # one step barely moves the router: the kept start still prefers its own starting depth
+    assert int(model.router.bias.argmax()) + 1 in (2, 3)
+    again, _ = train_recursion(train, train, 3, seed=1, steps=1, start_depths=(3,))
+    assert again["mean depth"] == 3.0  # seed + 1 with depth 3 is the second restart above
+
+
+def test_tag_aware_fixed_depth_block_reads_the_tag():
+    train = iterated_map_task(64, width=3, max_depth=2, seed=0, data_seed=1)
+    results, block = train_recursion(train, train, 2, seed=0, depth=2, tag_aware=True, steps=5)
+    assert block[0].in_features == 3 + 2  # the state and the one-hot tag
+    assert results["mean depth"] == 2.0 and results["calls"] == 2 * 64
+    with pytest.raises(TypeError, match="tag_aware"):
+        train_recursion(train, train, 2, seed=0, depth=2, tag_aware=1)
+
+
 def test_train_recursion_bad_arguments():
     task = iterated_map_task(10, width=3, max_depth=2)
     with pytest.raises(TypeError, match="train"):
@@ -121,6 +153,12 @@ def test_train_recursion_bad_arguments():
         train_recursion(task, task, 2, 0, depth=0)
     with pytest.raises(ValueError, match="max_depth"):
         train_recursion(task, task, 0, 0)
+    with pytest.raises(ValueError, match="restarts"):
+        train_recursion(task, task, 2, 0, restarts=0)
+    with pytest.raises(ValueError, match="start_depths"):
+        train_recursion(task, task, 2, 0, start_depths=(3,))  # deeper than max_depth
+    with pytest.raises(TypeError, match="start_depths"):
+        train_recursion(task, task, 2, 0, start_depths=1)
 
 
 def test_render_relaxed_draws_and_checks_its_inputs():
