@@ -36,9 +36,9 @@ class MixtureOfRecursions(nn.Module):
             by default the state itself).
         start_depth: if given, the router's bias starts at ``start_bias`` for this depth (and 0
             for the others), so training begins by sending tokens through that many passes;
-            ``None`` starts from a uniform choice. In chapter 08, starting at one pass let the
-            block learn the one-step map first (16 of 16 seeds solved the task); from a uniform
-            start it often learned a "half step" instead and got stuck (3 of 8 solved it).
+            ``None`` starts from a uniform choice. Which start works depends on the task: in
+            chapter 08 no single start solved every map, so the chapter trains from several
+            starts and keeps the best by training loss (its rates are in the evidence ledger).
         start_bias: the initial logit advantage of ``start_depth``.
 
     In training mode ``forward`` returns ``Σ_d p_d(x) · h_d`` (``h_d``: state after ``d``
