@@ -7,13 +7,14 @@ corpus; :func:`train_pair_model`, :func:`verification_accuracy`, :func:`one_shot
 :func:`asymmetry` train and measure any pair model ``f(a, b) -> logit`` on
 :mod:`shared_lib.data.pairs`; :func:`train_multitask` and :func:`multitask_accuracy` do the same
 for ``model(x, task)``; :func:`plot_application` draws one application's counts, sharing map and
-headline result.
+headline result. :func:`validation_split`, :func:`split_test` and :func:`best_learning_rate` give
+every model of a comparison its own learning rate, picked on validation data, never on the test.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -35,16 +36,19 @@ from shared_lib.uses import Use, conv_position_uses, trace_uses, unit_names, uni
 __all__ = [
     "Headline",
     "asymmetry",
+    "best_learning_rate",
     "bigram_perplexity",
     "conv_sequence_uses",
     "multitask_accuracy",
     "one_shot_accuracy",
     "perplexity",
     "plot_application",
+    "split_test",
     "traced_uses",
     "train_language_model",
     "train_multitask",
     "train_pair_model",
+    "validation_split",
     "verification_accuracy",
 ]
 
@@ -243,6 +247,82 @@ def multitask_accuracy(model: nn.Module, data: MultiTaskDigits) -> dict[str, flo
         task: (model(data.x_test, task).argmax(-1) == y).float().mean().item()
         for task, y in data.y_test.items()
     }
+
+
+def validation_split(
+    x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2, seed: int = 0
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Split ``(x, y)`` at random into ``(train, validation)``, ``fraction`` of every class held
+    out (at least two images per class on each side, as one-shot episodes need).
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.book.ch04_applications import validation_split
+        >>> y = torch.arange(20) % 2
+        >>> (x_train, y_train), (x_val, y_val) = validation_split(y[:, None].float(), y, 0.2)
+        >>> len(y_train), len(y_val), y_val.tolist().count(0)
+        (16, 4, 2)
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    generator = torch.Generator().manual_seed(seed)
+    held = torch.zeros(len(y), dtype=torch.bool)
+    for c in sorted(set(y.tolist())):
+        members = torch.nonzero(y == c).squeeze(1)
+        n_held = round(fraction * len(members))
+        if n_held < 2 or len(members) - n_held < 2:
+            raise ValueError(f"class {c} has too few examples ({len(members)}) to split")
+        held[members[torch.randperm(len(members), generator=generator)[:n_held]]] = True
+    return (x[~held], y[~held]), (x[held], y[held])
+
+
+def split_test(
+    data: MultiTaskDigits, fraction: float = 0.5, seed: int = 0
+) -> tuple[MultiTaskDigits, MultiTaskDigits]:
+    """Split ``data``'s test set at random into a validation set (``fraction`` of it) and the
+    test set proper; both keep ``data``'s training sets. Returns ``(validation, test)``, each a
+    :class:`~shared_lib.data.pairs.MultiTaskDigits` that :func:`multitask_accuracy` scores.
+
+    Examples:
+        >>> from shared_lib.book.ch04_applications import split_test
+        >>> from shared_lib.data.pairs import multitask_digits
+        >>> validation, test = split_test(multitask_digits({"digit": 50, "parity": 1000}))
+        >>> len(validation.x_test), len(test.x_test)
+        (270, 270)
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    n = len(data.x_test)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = round(fraction * n)
+    if not 0 < n_val < n:
+        raise ValueError(f"a test set of {n} items cannot be split with fraction={fraction}")
+    parts = []
+    for index in (order[:n_val], order[n_val:]):
+        y_part = {task: y[index] for task, y in data.y_test.items()}
+        parts.append(MultiTaskDigits(data.train, data.x_test[index], y_part))
+    return parts[0], parts[1]
+
+
+def best_learning_rate(
+    validation: Mapping[float, Sequence[float]], higher_is_better: bool = True
+) -> float:
+    """The learning rate whose validation scores (one per seed) have the best mean.
+
+    Examples:
+        >>> from shared_lib.book.ch04_applications import best_learning_rate
+        >>> best_learning_rate({1e-3: [0.7, 0.8], 3e-3: [0.9, 0.8]})
+        0.003
+        >>> best_learning_rate({1e-3: [20.0], 3e-3: [18.5]}, higher_is_better=False)
+        0.003
+    """
+    if not validation:
+        raise ValueError("validation must hold at least one learning rate")
+    means = {lr: float(np.mean(scores)) for lr, scores in validation.items()}
+    pick = max if higher_is_better else min
+    return pick(means, key=means.__getitem__)
 
 
 def traced_uses(

@@ -14,16 +14,19 @@ import shared_lib as sl
 from shared_lib.book.ch04_applications import (
     Headline,
     asymmetry,
+    best_learning_rate,
     bigram_perplexity,
     conv_sequence_uses,
     multitask_accuracy,
     one_shot_accuracy,
     perplexity,
     plot_application,
+    split_test,
     traced_uses,
     train_language_model,
     train_multitask,
     train_pair_model,
+    validation_split,
     verification_accuracy,
 )
 from shared_lib.data.pairs import PairSet, held_out_digits, multitask_digits, sample_pairs
@@ -161,3 +164,43 @@ def test_training_lowers_the_loss_and_is_repeatable():
     assert losses[0] == pytest.approx(math.log(len(corpus.vocab)), rel=0.1)
     with pytest.raises(ValueError, match="steps"):
         train_language_model(nn.Linear(1, 1), corpus, steps=0)
+
+
+def test_validation_split_holds_out_a_fraction_of_every_class_and_is_repeatable():
+    y = torch.arange(60) % 3
+    x = torch.arange(60.0)[:, None]
+    (x_train, _), (x_val, y_val) = validation_split(x, y, 0.2, seed=1)
+    assert len(y_val) == 12 and all(y_val.tolist().count(c) == 4 for c in range(3))
+    assert set(x_train.flatten().tolist()).isdisjoint(x_val.flatten().tolist())
+    assert len(x_train) + len(x_val) == 60
+    again = validation_split(x, y, 0.2, seed=1)[1][0]
+    assert torch.equal(again, x_val)
+    assert not torch.equal(validation_split(x, y, 0.2, seed=2)[1][0], x_val)
+    with pytest.raises(ValueError, match="fraction"):
+        validation_split(x, y, 1.0)
+    with pytest.raises(ValueError, match="too few"):
+        validation_split(x[:6], y[:6], 0.2)
+    with pytest.raises(ValueError, match="same length"):
+        validation_split(x[:5], y, 0.2)
+
+
+def test_split_test_partitions_the_test_set_and_keeps_the_training_sets():
+    data = multitask_digits({"digit": 50, "parity": 100}, seed=0)
+    validation, test = split_test(data, 1 / 3, seed=0)
+    assert len(validation.x_test) + len(test.x_test) == len(data.x_test)
+    assert validation.train is data.train and test.train is data.train
+    for part in (validation, test):
+        assert set(part.y_test) == {"digit", "parity"}
+        assert torch.equal(part.y_test["parity"], part.y_test["digit"] % 2)
+    rows = {tuple(r.tolist()) for r in data.x_test}
+    assert {tuple(r.tolist()) for r in test.x_test} <= rows
+    with pytest.raises(ValueError, match="fraction"):
+        split_test(data, 0.0)
+
+
+def test_best_learning_rate_picks_the_best_mean():
+    scores = {1e-3: [0.5, 0.9], 3e-3: [0.8, 0.7], 1e-2: [0.1, 0.2]}
+    assert best_learning_rate(scores) == 3e-3
+    assert best_learning_rate(scores, higher_is_better=False) == 1e-2
+    with pytest.raises(ValueError, match="at least one"):
+        best_learning_rate({})
