@@ -1,4 +1,4 @@
-"""Chapter 05's capacity and conflict experiments and its explorer."""
+"""Chapter 05's capacity and conflict experiments, the learning-rate sweep, and its explorer."""
 
 from __future__ import annotations
 
@@ -10,15 +10,23 @@ import torch
 from torch import nn
 
 from shared_lib.book.ch05_challenges import (
+    Tuned,
+    conflict_model,
+    fit_student,
     render_conflict,
-    shared_and_separate,
+    train_conflict_model,
     train_offset_copier,
     train_task_pair,
     trunk_gradient_cosine,
+    tune_learning_rate,
+    tuned_conflict_model,
 )
+from shared_lib.counting import count_parameters
 from shared_lib.data.conflict import related_tasks
+from shared_lib.data.sequences import layerwise_teacher
 from shared_lib.models import TransformerConfig
 from shared_lib.models.small import MLP, MultiTaskNet
+from shared_lib.sharing import SharedStack
 
 COPIER = TransformerConfig(
     vocab_size=6,
@@ -34,19 +42,20 @@ COPIER = TransformerConfig(
 
 def test_offset_copier_is_seeded_and_counts_unique_parameters():
     shared = dataclasses.replace(COPIER, share="all", n_unique=1)
-    accuracy, params = train_offset_copier(shared, [1, 2], steps=3, batch_size=8, seed=1, n_test=50)
+    result = train_offset_copier(shared, [1, 2], steps=3, batch_size=8, seed=1, n_test=50)
     again = train_offset_copier(shared, [1, 2], steps=3, batch_size=8, seed=1, n_test=50)
-    assert (accuracy, params) == again
-    assert 0.0 <= accuracy <= 1.0
-    _, unshared = train_offset_copier(COPIER, [1, 2], steps=3, batch_size=8, seed=1, n_test=50)
+    assert result == again
+    validation, test, params = result
+    assert 0.0 <= validation <= 1.0 and 0.0 <= test <= 1.0
+    _, _, unshared = train_offset_copier(COPIER, [1, 2], steps=3, batch_size=8, seed=1, n_test=50)
     layer = 4 * (8 * 8 + 8) + 2 * 8 + (8 * 8 + 8) * 2 + 2 * 8  # attention, FFN, two LayerNorms
     assert unshared - params == layer  # sharing two layers stores one layer's parameters fewer
 
 
 def test_offset_copier_learns_a_single_offset():
     wider = dataclasses.replace(COPIER, hidden_size=16, intermediate_size=16)
-    accuracy, _ = train_offset_copier(wider, [1], steps=150, batch_size=64, seed=0)
-    assert accuracy > 0.9  # chance is 1/6; seeds 0-3 all reach 1.0
+    validation, test, _ = train_offset_copier(wider, [1], steps=150, batch_size=64, seed=0)
+    assert validation > 0.9 and test > 0.9  # chance is 1/6
 
 
 def test_offset_copier_errors():
@@ -58,14 +67,76 @@ def test_offset_copier_errors():
         train_offset_copier(COPIER, [5])
 
 
-def test_shared_and_separate_is_seeded_and_counts_both_models():
-    first = shared_and_separate(1.0, seed=3, n_train=60, steps=20, batch_size=30)
-    again = shared_and_separate(1.0, seed=3, n_train=60, steps=20, batch_size=30)
-    assert first == again
-    assert set(first["shared"]) == set(first["separate"]) == {"a", "b"}
-    # one 16 → 8 trunk with two 8 → 4 heads, against two 16 → 8 → 4 networks
-    assert first["params"] == (16 * 8 + 8 + 2 * (8 * 4 + 4), 2 * (16 * 8 + 8 + 8 * 4 + 4))
-    assert -1.0 <= first["cosine"] <= 1.0
+def test_tune_learning_rate_keeps_the_best_validation_and_reports_every_rate():
+    tuned = tune_learning_rate(lambda lr: (1 - abs(lr - 0.05), {"lr": lr}), [0.01, 0.05, 0.1])
+    assert isinstance(tuned, Tuned)
+    assert tuned.lr == 0.05 and tuned.result == {"lr": 0.05}
+    assert tuned.validation_by_lr == pytest.approx({0.01: 0.96, 0.05: 1.0, 0.1: 0.95})
+    tie = tune_learning_rate(lambda lr: (0.5, lr), [0.2, 0.1])
+    assert tie.lr == 0.2  # a tie keeps the first listed
+    with pytest.raises(ValueError, match="learning_rates"):
+        tune_learning_rate(lambda lr: (0.0, None), [])
+    with pytest.raises(ValueError, match="learning_rates"):
+        tune_learning_rate(lambda lr: (0.0, None), [0.0])
+    with pytest.raises(TypeError, match="run"):
+        tune_learning_rate("not callable", [0.1])
+
+
+def test_fit_student_scores_every_set_and_leaves_the_global_random_state_alone():
+    train = layerwise_teacher(128, 8, 2, 3, seed=0, data_seed=1)
+    test = layerwise_teacher(256, 8, 2, 3, seed=0, data_seed=2)
+
+    def stack():
+        return SharedStack.build(lambda: nn.Sequential(nn.Linear(8, 8), nn.Tanh()), 2, 1)
+
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    scores, params = fit_student(stack, train, [train, test], seed=3, epochs=20)
+    assert torch.equal(torch.rand(1), expected)
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+    assert params == (8 * 8 + 8) + (8 * 3 + 3)  # one shared layer and the read-out
+    assert fit_student(stack, train, [train, test], seed=3, epochs=20) == (scores, params)
+    with pytest.raises(ValueError, match="lr"):
+        fit_student(stack, train, [test], seed=0, lr=-1.0)
+
+
+def test_conflict_models_have_the_documented_shapes():
+    shared, trunk = conflict_model("shared", hidden=16)
+    separate, none = conflict_model("separate", hidden=4)
+    assert none is None and isinstance(trunk, nn.Module)
+    assert count_parameters(shared) == 16 * 16 + 16 + 2 * (16 * 4 + 4)
+    assert count_parameters(separate) == 2 * (16 * 4 + 4 + 4 * 4 + 4)
+    first, _ = conflict_model("shared", seed=2)
+    again, _ = conflict_model("shared", seed=2)
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters(), strict=True)
+    )
+    with pytest.raises(ValueError, match="kind"):
+        conflict_model("soft")
+
+
+def test_tuned_conflict_model_is_seeded_and_scores_on_held_out_data():
+    tuned = tuned_conflict_model("shared", 1.0, seed=3, learning_rates=(1e-3, 1e-2), steps=20,
+                                 n_train=60, n_validation=100, batch_size=30)  # fmt: skip
+    again = tuned_conflict_model("shared", 1.0, seed=3, learning_rates=(1e-3, 1e-2), steps=20,
+                                 n_train=60, n_validation=100, batch_size=30)  # fmt: skip
+    assert tuned == again
+    assert tuned.lr in (1e-3, 1e-2) and set(tuned.validation_by_lr) == {1e-3, 1e-2}
+    assert tuned.validation == max(tuned.validation_by_lr.values())
+    assert set(tuned.result["test"]) == {"a", "b"}
+    assert tuned.result["params"] == 16 * 8 + 8 + 2 * (8 * 4 + 4)
+    assert -1.0 <= tuned.result["cosine"] <= 1.0
+    separate = tuned_conflict_model("separate", 1.0, seed=3, learning_rates=(1e-2,), steps=5,
+                                    n_train=60, n_validation=100, batch_size=30)  # fmt: skip
+    assert separate.result["cosine"] is None
+
+
+def test_train_conflict_model_validates_on_the_validation_inputs():
+    data = related_tasks(40, 0.0, n_test=100, seed=0)
+    validation = related_tasks(1, 0.0, n_test=80, seed=0, data_seed=9)
+    score, result = train_conflict_model("separate", data, validation, steps=5, batch_size=20)
+    assert 0.0 <= score <= 1.0 and result["cosine"] is None
 
 
 def test_render_conflict_draws_the_chosen_relatedness_and_refuses_others():
