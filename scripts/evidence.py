@@ -123,6 +123,28 @@ def merge(ledger: dict, results: list[dict], seeds: list[int], stems: list[str])
     return ledger
 
 
+def dump(ledger: dict) -> str:
+    """The ledger as JSON with one line per chapter and per (claim, seed): small, readable diffs."""
+    lines = ["{", f' "format": {ledger["format"]},', ' "chapters": {']
+    chapters = list(ledger["chapters"].items())
+    for i, (stem, entry) in enumerate(chapters):
+        comma = "," if i < len(chapters) - 1 else ""
+        lines.append(f"  {json.dumps(stem)}: {json.dumps(entry, ensure_ascii=False)}{comma}")
+    lines += [" },", ' "claims": {']
+    claims = list(ledger["claims"].items())
+    for i, (claim_id, entry) in enumerate(claims):
+        head = {k: v for k, v in entry.items() if k != "runs"}
+        lines.append(f"  {json.dumps(claim_id)}: {json.dumps(head, ensure_ascii=False)[:-1]},")
+        lines.append('   "runs": {')
+        runs = list(entry["runs"].items())
+        for j, (seed, run) in enumerate(runs):
+            comma = "," if j < len(runs) - 1 else ""
+            lines.append(f"    {json.dumps(seed)}: {json.dumps(run)}{comma}")
+        lines.append("   }}" + ("," if i < len(claims) - 1 else ""))
+    lines += [" }", "}"]
+    return "\n".join(lines) + "\n"
+
+
 def problems(ledger: dict, stems: list[str]) -> list[str]:
     found = []
     for stem in stems:
@@ -188,7 +210,7 @@ def main() -> int:
     with open(args.ledger.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ledger = merge(evidence.load_ledger(args.ledger), results, seeds, stems)
-        args.ledger.write_text(json.dumps(ledger, indent=1) + "\n")
+        args.ledger.write_text(dump(ledger))
     print(summary(ledger, stems))
     print(f"evidence run: {len(tasks)} executions in {time.perf_counter() - start:.0f} s; "
           f"ledger written to {args.ledger.relative_to(ROOT)}")  # fmt: skip
