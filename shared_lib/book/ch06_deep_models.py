@@ -9,13 +9,14 @@ asserts what they measure.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_bool, check_int
 from shared_lib.counting import count_parameters
 from shared_lib.data.sequences import SOURCE, chain_reachability, parity
 from shared_lib.layers.group import P4ConvP4, P4ConvZ2, RotationPool
@@ -27,6 +28,9 @@ from shared_lib.training import fit, seed_everything, train_steps
 
 __all__ = [
     "STRATEGY_NAMES",
+    "STUDENT_LRS",
+    "TunedStudent",
+    "agreement",
     "looped_accuracy",
     "p4_cnn",
     "padded_one_hot",
@@ -37,6 +41,8 @@ __all__ = [
     "student_accuracy",
     "train_looped",
     "train_parity",
+    "train_student",
+    "tuned_student",
 ]
 
 #: Display names of :func:`shared_lib.sharing.layer_assignment`'s strategies.
@@ -70,25 +76,40 @@ def train_parity(
     model: nn.Module,
     seed: int,
     encode: Encoder = _identity,
-    steps: int = 250,
+    steps: int = 400,
     max_length: int = 10,
     lr: float = 1e-2,
+    curriculum: bool = True,
 ) -> nn.Module:
     """Train ``model`` on parity with Adam for ``steps`` batches of 64 fresh strings, each batch of
-    one random length in ``2..max_length``; ``encode`` turns bits into the model's input."""
+    one random length; ``encode`` turns bits into the model's input.
+
+    With ``curriculum`` (the default) the lengths are drawn from ``2..longest``, where
+    ``longest`` starts at 2 and grows by one whenever a batch of length ``longest`` is at least
+    95 % right, up to ``max_length``: parity of many bits gives almost no gradient until
+    parity of few bits is learned, and without this schedule some initialisations never learn
+    it at all. Without it, every batch's length is drawn from ``2..max_length``.
+    """
     check_int(steps, "steps", 1)
     check_int(max_length, "max_length", 2)
+    check_bool(curriculum, "curriculum")
     seed_everything(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, max_length + 1, (steps,), generator=generator)
+    fractions = torch.rand(steps, generator=generator).tolist()
+    longest = 2 if curriculum else max_length
 
-    def parity_loss(step_and_length: tuple[int, int]) -> torch.Tensor:
-        step, length = step_and_length  # fresh strings at every step, seeded by the step
-        bits, labels = parity(64, length, seed=seed * 10**5 + step)
-        return nn.functional.cross_entropy(model(encode(bits)), labels)
+    def parity_loss(step: int) -> torch.Tensor:
+        nonlocal longest
+        length = 2 + int(fractions[step] * (longest - 1))
+        bits, labels = parity(64, length, seed=seed * 10**5 + step)  # fresh strings every step
+        logits = model(encode(bits))
+        right = (logits.argmax(1) == labels).float().mean().item()
+        if length == longest < max_length and right >= 0.95:
+            longest += 1
+        return nn.functional.cross_entropy(logits, labels)
 
-    train_steps(optimizer, enumerate(lengths.tolist()), parity_loss)
+    train_steps(optimizer, range(steps), parity_loss)
     return model
 
 
@@ -101,26 +122,64 @@ def parity_accuracy(
     return (model(encode(bits)).argmax(1) == labels).float().mean().item()
 
 
-def train_looped(seed: int, length: int = 10, steps: int = 200, width: int = 8) -> LoopedNet:
+def _reachability_loss(net: LoopedNet, cells: torch.Tensor, labels: torch.Tensor, n_iter: int):
+    logits = net(cells, steps=n_iter).flatten(0, 1)
+    return nn.functional.cross_entropy(logits, labels.flatten())
+
+
+def train_looped(
+    seed: int,
+    lengths: tuple[int, int] = (8, 16),
+    steps: int = 200,
+    width: int = 8,
+    extra: int = 8,
+    restarts: int = 2,
+) -> LoopedNet:
     """A :class:`~shared_lib.layers.relaxed.LoopedNet` of one
     :class:`~shared_lib.models.small.ConvStep`, trained on
-    :func:`~shared_lib.data.sequences.chain_reachability` lines of ``length`` cells with
-    ``length`` to ``length + 6`` iterations per batch."""
-    check_int(length, "length", 2)
+    :func:`~shared_lib.data.sequences.chain_reachability` lines.
+
+    Each of the ``steps`` batches (64 fresh lines, Adam, learning rate 0.01) has one random
+    length in ``lengths`` (inclusive) and ``length`` to ``length + extra`` iterations: lines of
+    several lengths and more iterations than a line needs teach the step to carry the source's
+    signal without decay and to hold it once it is there. ``restarts`` nets are trained from
+    different initial weights and the one with the lowest loss on fresh lines of the longest
+    training length, run for twice that many iterations, is kept (a run can stall or end on a
+    loss spike; the held-out lines are of the training lengths, never the test lengths).
+    """
+    low, high = lengths
+    check_int(low, "lengths[0]", 2)
+    check_int(high, "lengths[1]", low)
     check_int(steps, "steps", 1)
+    check_int(extra, "extra", 0)
+    check_int(restarts, "restarts", 1)
+    held_out = chain_reachability(256, high, seed=seed * 10**5 + 10**5 - 1)
+    best, best_loss = None, float("inf")
+    for restart in range(restarts):
+        net = _train_looped_once(seed + restart * 7919, low, high, steps, width, extra)
+        with torch.no_grad():
+            loss = _reachability_loss(net, *held_out, 2 * high).item()
+        if best is None or loss < best_loss:
+            best, best_loss = net, loss
+    return best
+
+
+def _train_looped_once(
+    seed: int, low: int, high: int, steps: int, width: int, extra: int
+) -> LoopedNet:
     seed_everything(seed)
-    net = LoopedNet(nn.Embedding(3, width), ConvStep(width), nn.Linear(width, 2), steps=length)
+    net = LoopedNet(nn.Embedding(3, width), ConvStep(width), nn.Linear(width, 2), steps=high)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(seed)
-    iterations = torch.randint(length, length + 7, (steps,), generator=generator)
+    line_lengths = torch.randint(low, high + 1, (steps,), generator=generator)
+    iterations = line_lengths + torch.randint(0, extra + 1, (steps,), generator=generator)
 
-    def reachability_loss(step_and_iterations: tuple[int, int]) -> torch.Tensor:
-        step, n_iter = step_and_iterations
+    def reachability_loss(step: int) -> torch.Tensor:
+        length = int(line_lengths[step])
         cells, labels = chain_reachability(64, length, seed=seed * 10**5 + step)
-        logits = net(cells, steps=n_iter).flatten(0, 1)
-        return nn.functional.cross_entropy(logits, labels.flatten())
+        return _reachability_loss(net, cells, labels, int(iterations[step]))
 
-    train_steps(optimizer, enumerate(iterations.tolist()), reachability_loss)
+    train_steps(optimizer, range(steps), reachability_loss)
     return net
 
 
@@ -145,6 +204,34 @@ def reach_ceiling(
     return {steps: (distance <= steps - 1).float().mean().item() for steps in iterations}
 
 
+def train_student(
+    make_stack: Callable[[], nn.Module],
+    train: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    epochs: int = 150,
+    lr: float = 0.02,
+) -> nn.Sequential:
+    """``make_stack()`` plus a linear read-out, fitted to a teacher's soft targets ``train`` =
+    ``(inputs, teacher outputs)`` (full batch, Adam, mean squared error, ``epochs`` steps)."""
+    check_int(epochs, "epochs", 1)
+    x_train, z_train = train
+    seed_everything(seed)
+    stack = make_stack()
+    student = nn.Sequential(stack, nn.Linear(x_train.shape[1], z_train.shape[1]))
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    fit(student, [(x_train, z_train)], optimizer, nn.functional.mse_loss, epochs=epochs,
+        device=torch.device("cpu"))  # fmt: skip
+    return student
+
+
+@torch.no_grad()
+def agreement(student: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """How often ``student``'s class (argmax) is the teacher's on ``data`` = ``(inputs, teacher
+    outputs)``."""
+    inputs, teacher = data
+    return (student(inputs).argmax(1) == teacher.argmax(1)).float().mean().item()
+
+
 def student_accuracy(
     make_stack: Callable[[], nn.Module],
     train: tuple[torch.Tensor, torch.Tensor],
@@ -156,18 +243,64 @@ def student_accuracy(
     """Fit ``make_stack()`` plus a linear read-out to a teacher's soft targets (full batch, Adam,
     mean squared error) and return (agreement with the teacher's class on ``test``, unique
     parameters of the student). ``train``/``test`` are ``(inputs, teacher outputs)``."""
-    check_int(epochs, "epochs", 1)
-    x_train, z_train = train
-    x_test, z_test = test
-    seed_everything(seed)
-    stack = make_stack()
-    student = nn.Sequential(stack, nn.Linear(x_train.shape[1], z_train.shape[1]))
-    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
-    fit(student, [(x_train, z_train)], optimizer, nn.functional.mse_loss, epochs=epochs,
-        device=torch.device("cpu"))  # fmt: skip
-    with torch.no_grad():
-        agreement = (student(x_test).argmax(1) == z_test.argmax(1)).float().mean().item()
-    return agreement, count_parameters(student)
+    student = train_student(make_stack, train, seed, epochs=epochs, lr=lr)
+    return agreement(student, test), count_parameters(student)
+
+
+#: The learning rates :func:`tuned_student` tries (Adam, full batch).
+STUDENT_LRS = (0.005, 0.01, 0.02, 0.05)
+
+
+@dataclass(frozen=True)
+class TunedStudent:
+    """A student trained at each learning rate of a sweep, scored at the one that did best on
+    validation data (never on test data).
+
+    Attributes:
+        accuracy: agreement with the teacher on the test data, at the chosen learning rate.
+        parameters: unique parameters of the student (stack and read-out).
+        lr: the chosen learning rate.
+        validation: agreement on the validation data, learning rate -> agreement.
+    """
+
+    accuracy: float
+    parameters: int
+    lr: float
+    validation: dict[float, float]
+
+
+def tuned_student(
+    make_stack: Callable[[], nn.Module],
+    train: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    lrs: Sequence[float] = STUDENT_LRS,
+    epochs: int = 150,
+) -> TunedStudent:
+    """:func:`train_student` at every learning rate of ``lrs`` (the same seed, so the same
+    initial weights), the one with the best agreement on ``validation`` kept, scored on ``test``.
+
+    A shared weight receives the sum of the gradients of all its uses, so the best learning
+    rate of a shared stack need not be an unshared one's: each model gets its own.
+
+    Examples:
+        >>> from torch import nn
+        >>> from shared_lib.data.sequences import layerwise_teacher
+        >>> from shared_lib.sharing import SharedStack
+        >>> data = [layerwise_teacher(64, 4, 2, 3, seed=0, data_seed=s) for s in (1, 2, 3)]
+        >>> result = tuned_student(lambda: SharedStack.build(lambda: nn.Linear(4, 4), 2, 1),
+        ...                        *data, seed=0, lrs=(0.01, 0.05), epochs=5)
+        >>> result.lr in (0.01, 0.05), sorted(result.validation), result.parameters
+        (True, [0.01, 0.05], 35)
+    """
+    if not lrs:
+        raise ValueError("lrs must name at least one learning rate")
+    students = {lr: train_student(make_stack, train, seed, epochs=epochs, lr=lr) for lr in lrs}
+    scores = {lr: agreement(student, validation) for lr, student in students.items()}
+    best = max(scores, key=lambda lr: (scores[lr], -lr))  # ties: the smaller rate
+    student = students[best]
+    return TunedStudent(agreement(student, test), count_parameters(student), best, scores)
 
 
 def plain_cnn(width: int = 16) -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""Chapter 06's experiments: parity over time, the looped block, students, p4 CNNs, figures."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from shared_lib.book.ch06_deep_models import (
     student_accuracy,
     train_looped,
     train_parity,
+    tuned_student,
 )
 from shared_lib.data.sequences import OPEN, SOURCE, WALL, chain_reachability, layerwise_teacher
 from shared_lib.layers.group import rotate
@@ -45,6 +46,27 @@ def test_train_parity_is_seeded_and_learns_short_strings():
     assert parity_accuracy(a, 2, encode=padded_one_hot) > 0.7  # length 2 is learned first
 
 
+def test_train_parity_curriculum_starts_at_length_two():
+    # with the curriculum, a model that never gets a batch right only ever sees length 2
+    seen = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(2))
+
+        def forward(self, bits):
+            seen.append(bits.shape[1])
+            return self.bias.expand(bits.shape[0], 2) * 0  # always wrong half the time
+
+    train_parity(Recorder(), seed=0, steps=5, curriculum=True)
+    train_parity(Recorder(), seed=0, steps=40, curriculum=False)
+    assert set(seen[:5]) == {2}
+    assert max(seen[5:]) > 2
+    with pytest.raises(TypeError, match="curriculum"):
+        train_parity(Recorder(), seed=0, steps=1, curriculum=1)
+
+
 def test_reach_ceiling_counts_the_farthest_reachable_cell():
     cells = torch.tensor([[SOURCE, OPEN, OPEN, WALL, OPEN], [OPEN, SOURCE, WALL, OPEN, OPEN]])
     labels = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
@@ -53,7 +75,7 @@ def test_reach_ceiling_counts_the_farthest_reachable_cell():
 
 
 def test_looped_accuracy_never_beats_the_ceiling():
-    net = train_looped(seed=0, length=6, steps=10)
+    net = train_looped(seed=0, lengths=(4, 6), steps=10, restarts=2)
     cells, labels = chain_reachability(50, 20, seed=5)
     iterations = [2, 5, 20]
     accuracy, ceiling = (
@@ -62,6 +84,14 @@ def test_looped_accuracy_never_beats_the_ceiling():
     )
     assert all(accuracy[t] <= ceiling[t] + 1e-9 for t in iterations)
     assert count_parameters(net.step) == 8 * 8 * 3 + 8
+    assert net.steps == 6  # the longest training line
+
+
+def test_train_looped_checks_its_arguments():
+    with pytest.raises(ValueError, match="lengths"):
+        train_looped(seed=0, lengths=(6, 4), steps=1)
+    with pytest.raises(ValueError, match="restarts"):
+        train_looped(seed=0, steps=1, restarts=0)
 
 
 def test_student_accuracy_trains_and_counts():
@@ -76,6 +106,23 @@ def test_student_accuracy_trains_and_counts():
     assert 0.0 <= accuracy <= 1.0
     assert n_params == (width * width + width) + (width * classes + classes)
     assert student_accuracy(make, train, test, seed=0, epochs=3) == (accuracy, n_params)
+
+
+def test_tuned_student_picks_the_rate_on_validation_data():
+    width, depth, classes = 4, 2, 3
+    train, validation, test = (
+        layerwise_teacher(64, width, depth, classes, seed=0, data_seed=s) for s in (1, 2, 3)
+    )
+
+    def make():
+        return SharedStack.build(lambda: nn.Linear(width, width), depth, 1)
+
+    result = tuned_student(make, train, validation, test, seed=0, lrs=(0.001, 0.05), epochs=5)
+    assert result.validation[result.lr] == max(result.validation.values())
+    # the reported test accuracy is the one of the student trained at the chosen rate
+    assert result.accuracy == student_accuracy(make, train, test, seed=0, epochs=5, lr=result.lr)[0]
+    with pytest.raises(ValueError, match="lrs"):
+        tuned_student(make, train, validation, test, seed=0, lrs=())
 
 
 def test_p4_cnn_is_rotation_invariant_and_plain_cnn_is_not():
