@@ -1,8 +1,10 @@
-"""TODO docstring."""
+"""Chapter 07's techniques: byte counts, k-means and uniform codebooks, one-shot and iterative
+pruning, low rank, PCA, soft sharing, the early-stopped recipe and the Pareto helpers."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -11,26 +13,34 @@ from torch import nn
 
 from shared_lib.book.ch07_comparison import (
     Recipe,
+    Result,
     Summary,
     finish_pruning,
     format_table,
+    hold_out,
     index_bits,
     kmeans_share,
+    l1_penalty,
     linear_weights,
     low_rank,
     magnitude_prune,
     pareto_front,
     pca_projection,
+    pick,
+    pruning_schedule,
     run_technique,
     snap_to_prior,
     storage_bytes,
     stored_numbers,
     summarize,
+    uniform_quantize,
     winner,
 )
 from shared_lib.data.splits import Split
 from shared_lib.layers.compressed import CodebookLinear, LowRankLinear, SoftWeightSharing, kmeans_1d
 from shared_lib.layers.hashed import HashedLinear
+
+RESULT = Result("dense", "", 0, 1, 4, 0.5, 0.0)
 
 
 def mlp() -> nn.Sequential:
@@ -225,3 +235,96 @@ def test_plot_pareto_circles_the_winner_and_keeps_the_axes():
     assert "a (x)" in ax2.get_title()
     plt.close(figure)
     plt.close(figure2)
+
+
+def test_hold_out_splits_the_training_half_only():
+    split = toy_split()
+    part = hold_out(split, 0.25, seed=1)
+    assert len(part.y_train) == 60 and len(part.y_test) == 20
+    rows = torch.cat([part.x_train, part.x_test])
+    assert torch.equal(rows.sort(dim=0).values, split.x_train.sort(dim=0).values)
+    again = hold_out(split, 0.25, seed=1)
+    assert torch.equal(part.x_test, again.x_test)
+    with pytest.raises(ValueError, match="fraction"):
+        hold_out(split, 1.0, seed=1)
+
+
+def test_iterative_pruning_prunes_among_the_kept_weights():
+    schedule = pruning_schedule(0.9, 3)
+    assert schedule[-1] == pytest.approx(0.9) and schedule == sorted(schedule)
+    model = mlp()
+    for sparsity in schedule:
+        magnitude_prune(model, sparsity)
+        model(torch.randn(2, 16))
+    for layer in (m for m in model if isinstance(m, nn.Linear)):
+        assert int((layer.weight != 0).sum()) == max(1, round(layer.weight.numel() * 0.1))
+    with pytest.raises(ValueError, match="rounds"):
+        pruning_schedule(0.5, 0)
+
+
+def test_uniform_quantize_keeps_an_evenly_spaced_grid_and_counts_two_numbers():
+    model = uniform_quantize(mlp(), bits=2)
+    layers = [m for m in model.modules() if isinstance(m, CodebookLinear)]
+    assert len(layers) == 2
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(8, 16)).pow(2).sum().backward()
+        optimizer.step()
+    model(torch.randn(1, 16))  # the pre-hook projects the codebook back onto a grid
+    for layer in layers:
+        steps = layer.codebook.detach().sort().values.diff()
+        torch.testing.assert_close(steps, steps[:1].expand_as(steps), rtol=1e-4, atol=1e-6)
+    weights = 16 * 12 + 12 * 4
+    assert stored_numbers(model) == 2 + 12 + 2 + 4
+    assert storage_bytes(model) == 4 * (2 + 12 + 2 + 4) + math.ceil(2 * weights / 8)
+    kmeans = kmeans_share(mlp(), k=4)
+    assert storage_bytes(kmeans) == storage_bytes(model) + 4 * 2 * 2  # 4 values, not 2, a layer
+    with pytest.raises(ValueError, match="bits"):
+        uniform_quantize(mlp(), 0)
+
+
+def test_uniform_grid_has_less_error_than_min_max():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 64)
+    layer = uniform_quantize(nn.Sequential(copy.deepcopy(linear)), bits=2)[0]
+    w = linear.weight.detach()
+    naive = torch.linspace(w.min().item(), w.max().item(), 4)
+    naive_error = (w - naive[(w[..., None] - naive).abs().argmin(-1)]).pow(2).sum()
+    assert (w - layer.weight.detach()).pow(2).sum() < naive_error
+
+
+def test_l1_penalty_and_pick():
+    model = mlp()
+    expected = sum(m.weight.abs().sum() for m in model if isinstance(m, nn.Linear))
+    torch.testing.assert_close(l1_penalty(model), expected)
+
+    def result(loss):
+        return dataclasses.replace(RESULT, val_loss=loss)
+
+    assert pick({0.1: result(0.5), 0.01: result(0.2), 1.0: result(math.nan)}) == 0.01
+    with pytest.raises(ValueError, match="candidates"):
+        pick({})
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_before_the_cap():
+    split = toy_split()
+    recipe = Recipe(epochs=60, batch_size=16, lr=0.05, patience=3, decays=1)
+    result, _ = run_technique("dense", "h=12", mlp, split, seed=0, recipe=recipe)
+    assert result.epochs == len(result.curve) <= 60
+    assert result.val_loss == pytest.approx(min(result.curve), rel=1e-5)
+    best = result.curve.index(min(result.curve))
+    assert result.epochs < 60 or best >= 60 - 2 * recipe.patience
+
+
+def test_run_technique_applies_stages_in_turn():
+    split, recipe = toy_split(), Recipe(epochs=3, batch_size=32, finetune_epochs=2, patience=5)
+    _, trained = run_technique("dense", "h=12", mlp, split, seed=0, recipe=recipe)
+    stages = [lambda m, s=s: magnitude_prune(m, s) for s in pruning_schedule(0.75, 3)]
+    result, model = run_technique(
+        "iterative pruning", "75%", lambda: copy.deepcopy(trained), split, 0, recipe,
+        compress=stages, test=(split.x_train, split.y_train),
+    )  # fmt: skip
+    assert result.epochs == 6
+    nonzeros = sum(int((m.weight != 0).sum()) for m in model if isinstance(m, nn.Linear))
+    assert nonzeros == round(16 * 12 * 0.25) + round(12 * 4 * 0.25)
