@@ -213,7 +213,7 @@ def main() -> int:
         args.ledger.write_text(dump(ledger))
     print(summary(ledger, stems))
     print(f"evidence run: {len(tasks)} executions in {time.perf_counter() - start:.0f} s; "
-          f"ledger written to {args.ledger.relative_to(ROOT)}")  # fmt: skip
+          f"ledger written to {args.ledger}")  # fmt: skip
     found = problems(ledger, stems)
     for problem in found:
         print("PROBLEM:", problem)
