@@ -70,6 +70,7 @@ def execute(notebook: Path, seed: int, folder: Path, timeout: int) -> dict:
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", allow_errors=True,
         resources={"metadata": {"path": str(notebook.parent)}},
+        extra_arguments=["--log-level=ERROR"],  # not ipykernel's warning about TCP per kernel
     )  # fmt: skip
     start = time.perf_counter()
     errors = []
