@@ -289,8 +289,10 @@ def hold_out(data: Split, n: int, seed: int) -> tuple[Split, tuple[torch.Tensor,
 
 
 def weight_bytes(config, bytes_per_value: int = 2) -> int:
-    """Bytes of the stored weights of a :class:`~shared_lib.models.TransformerConfig` (fp16/bf16
-    by default), counted on the meta device.
+    """Bytes of the stored weights of a model built from a config, counted on the meta device.
+
+    The config is a :class:`~shared_lib.models.transformer.TransformerConfig`; two bytes per value
+    (fp16/bf16) by default.
 
     Examples:
         ALBERT-base stores about a ninth of BERT-base's weights (12M against 108M parameters):
@@ -322,7 +324,7 @@ def kv_cache_bytes(
     attention) or fewer layers that keep a cache (``kv_layers``: cross-layer KV sharing).
 
     Args:
-        config: a :class:`~shared_lib.models.TransformerConfig` (its ``num_layers``,
+        config: a :class:`~shared_lib.models.transformer.TransformerConfig` (its ``num_layers``,
             ``num_heads`` and ``hidden_size`` are used).
         sequence_length: tokens cached per sequence.
         batch: sequences decoded at once.

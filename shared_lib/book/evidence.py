@@ -244,7 +244,7 @@ class Rate:
             return "not yet measured by the evidence run"
         low, high = self.interval
         if self.held == self.seeds:
-            return f"held on all {self.seeds} seeds (95 % interval for the rate {low:.0%}–100 %)"
+            return f"held on all {self.seeds} seeds (95 % interval for the rate {low:.0%}–100%)"
         return (
             f"held on {self.held} of {self.seeds} seeds (95 % interval for the rate "
             f"{low:.0%}–{high:.0%})"
