@@ -24,11 +24,14 @@ from shared_lib.tying import (
     BrokenTiesError,
     check_ties,
     get_parameter,
+    materialize,
     preserve_ties,
     retie,
     shared_groups,
     tie,
+    tie_embeddings,
     untie,
+    untie_embeddings,
 )
 
 __version__ = "0.1.0"
@@ -51,6 +54,7 @@ __all__ = [
     "get_parameter",
     "layer_assignment",
     "load_checkpoint",
+    "materialize",
     "parameter_memory",
     "preserve_ties",
     "retie",
@@ -59,6 +63,8 @@ __all__ = [
     "shared_groups",
     "synchronize",
     "tie",
+    "tie_embeddings",
     "train_steps",
     "untie",
+    "untie_embeddings",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from shared_lib._validation import check_choice, check_int, check_module
+from shared_lib._validation import check_callable, check_choice, check_int, check_module, describe
 
 __all__ = ["STRATEGIES", "SharedStack", "layer_assignment"]
 
@@ -148,8 +148,25 @@ class SharedStack(nn.Module):
             >>> SharedStack.build(lambda: nn.Linear(4, 4), 6, 3, "cycle_rev").assignment
             [0, 1, 2, 2, 1, 0]
         """
+        if isinstance(make_block, nn.Module):
+            raise TypeError(
+                f"make_block must be a function that returns a new block, got the module "
+                f"{type(make_block).__name__} itself: pass lambda: {type(make_block).__name__}"
+                "(...), or SharedStack([block], [0] * n_layers) to use this one block at every "
+                "layer"
+            )
+        check_callable(make_block, "make_block", "taking no arguments")
         assignment = layer_assignment(n_layers, n_unique, strategy)
-        return cls([make_block() for _ in range(n_unique)], assignment)
+        blocks = [make_block() for _ in range(n_unique)]
+        for block in blocks:
+            if not isinstance(block, nn.Module):
+                raise TypeError(f"make_block() must return an nn.Module, got {describe(block)}")
+        if len({id(block) for block in blocks}) != len(blocks):
+            raise ValueError(
+                "make_block() returned the same module twice: it must build a fresh block per "
+                "call (n_unique distinct blocks)"
+            )
+        return cls(blocks, assignment)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         for layer in self.layers:

@@ -261,6 +261,15 @@ class GPT(nn.Module):
             self.lm_head.weight = self.transformer.wte.weight
         self.reset_parameters()
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding ``transformer.wte`` (the Hugging Face name, for
+        :func:`shared_lib.tie_embeddings`)."""
+        return self.transformer.wte
+
+    def get_output_embeddings(self) -> nn.Linear:
+        """The output layer ``lm_head``, whose weight is the token embedding when tied."""
+        return self.lm_head
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """GPT-2's initialisation: N(0, 0.02²) weights, zero biases, and the residual

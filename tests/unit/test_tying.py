@@ -224,11 +224,18 @@ def test_validate_groups_returns_the_groups_it_accepts():
     assert sl.tying.validate_groups(groups) is groups
 
 
-def test_tying_an_already_parametrized_name_is_refused():
-    encoder, decoder = nn.Linear(6, 3), nn.Linear(3, 6)
-    sl.tie(decoder, encoder, transpose=True)
-    with pytest.raises(ValueError, match="already parametrized"):
-        sl.tie(decoder, encoder, transpose=True)
+def test_tying_an_already_parametrized_name_is_refused_and_the_fix_it_names_works():
+    model = nn.ModuleDict({"encoder": nn.Linear(6, 3), "decoder": nn.Linear(3, 6)})
+    sl.tie(model["decoder"], model["encoder"], transpose=True)
+    with pytest.raises(
+        ValueError, match=r"already computed by a parametrization.*sl|shared_lib\.untie"
+    ):
+        sl.tie(model["decoder"], model["encoder"], transpose=True)
+    sl.untie(model, "decoder.weight", inplace=True)  # the fix the message names
+    sl.tie(model["decoder"], model["encoder"], transpose=True)
+    assert sl.shared_groups(model) == [
+        ["encoder.weight", "decoder.parametrizations.weight.original"]
+    ]
 
 
 def test_parameter_memory_matches_hand_count():
