@@ -14,9 +14,11 @@ Two tiny models with shared weights are trained for a few steps, each under DDP
 Every process also trains the same model alone on the whole global batch. The script checks, on
 every rank, that the first step's gradients, the losses and the final weights equal that
 single-process run (float64, so only the order of summation differs), that the replicas agree,
-and that every tie still holds. It then gathers the FSDP model's full state dict, loads it into
-an unsharded replica on rank 0, saves a tie-preserving checkpoint (``shared_lib.save_checkpoint``)
-and checks that it loads into a fresh single-process model with the single-process weights.
+and that every tie still holds. It then saves the sharded FSDP model and its optimizer directly
+with ``shared_lib.save_checkpoint`` (every rank calls it: gathering the shards is collective;
+rank 0 writes), loads the checkpoint back into a freshly built and sharded model with a fresh
+optimizer (exact, ties kept), and into a fresh single-process model, which must hold the
+single-process weights.
 
 Then what goes wrong without ``shared_lib.distributed``: FSDP2 told to shard GPT's tied output
 layer apart from its embedding; and reentrant activation checkpointing of shared weights, which
@@ -25,7 +27,8 @@ LSTM and tied output layer checkpointed while the embedding is used outside the 
 script records what plain DDP does with each, checks that ``wrap_ddp`` refuses both, and that
 both fixes it names train correctly.
 
-Rank 0 writes ``DIR/results.json`` and the checkpoints ``DIR/<model>.safetensors``. On a machine
+Rank 0 writes ``DIR/results.json`` and the checkpoints ``DIR/<model>.safetensors`` (with the
+optimizer state in ``DIR/<model>.optimizer.safetensors``). On a machine
 with a GPU for every process the same command uses NCCL and one GPU per process; elsewhere gloo
 on the CPU (``--device cpu`` or ``cuda`` forces one).
 """
@@ -43,7 +46,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib.checkpoint import load_checkpoint, save_checkpoint
+from shared_lib.checkpoint import load_checkpoint, optimizer_path, save_checkpoint
 from shared_lib.distributed import Checkpointed, fsdp_units, shard_model, wrap_ddp
 from shared_lib.models import GPT, GPTConfig, TransformerConfig, TransformerEncoder
 from shared_lib.tying import check_ties, shared_groups
@@ -165,16 +168,30 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().cpu()
 
 
+def adamw(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state by parameter name and key, whole tensors on the CPU."""
+    return {
+        f"{name}.{key}": full(value)
+        for name, param in model.named_parameters()
+        for key, value in optimizer.state[param].items()
+    }
+
+
 def train(model: nn.Module, inputs, targets, device, distributed: bool = False) -> dict:
-    """``STEPS`` AdamW steps; the first step's gradients, the final weights, the global losses.
+    """``STEPS`` AdamW steps; the first step's gradients, the final weights, the global losses
+    (and, under ``"optimizer"``, the optimizer).
 
     In a distributed run a ``RuntimeError`` ends training early: the result then says at which
     step (counting from 1) and keeps the gradients of the first step if it got that far.
     """
     inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+    optimizer = adamw(model)
     inputs, targets = inputs.to(device), targets.to(device)
-    result: dict = {"grads": {}, "losses": []}
+    result: dict = {"grads": {}, "losses": [], "optimizer": optimizer}
     for step in range(STEPS):
         optimizer.zero_grad(set_to_none=True)
         try:
@@ -292,8 +309,6 @@ def partial_average(device, rank: int, world: int) -> torch.Tensor:
 
 
 def run_fsdp(kind: str, device, rank: int, world: int, out: Path) -> dict:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     inputs, targets = global_batch(kind, world)
     reference = train(build(kind).to(device), inputs, targets, device)
     model = build(kind).to(device)
@@ -309,27 +324,32 @@ def run_fsdp(kind: str, device, rank: int, world: int, out: Path) -> dict:
     result["units"] = [[names[id(m)] for m in unit] for unit in units]
     result["ties_hold_on_ranks"] = all_ranks(sharded and ties_hold(model, groups))
 
-    # Full state dict -> unsharded replica on rank 0 -> tie-preserving checkpoint -> fresh model.
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    state = get_model_state_dict(model, options=options)
-    if rank == 0:
-        replica = build(kind, seed=1)
-        replica_groups = shared_groups(replica)
-        # strict=False: a mismatch is reported by check(), not raised on rank 0 alone
-        missing, unexpected = replica.load_state_dict(state, strict=False)
-        path = out / f"{kind}.safetensors"
-        save_checkpoint(replica, path)
-        fresh = build(kind, seed=2)
-        load_checkpoint(fresh, path)
-        loaded = {name: full(p) for name, p in fresh.named_parameters()}
-        result["checkpoint"] = {
-            "path": path.name,
-            "state_dict_keys": len(state),
-            "missing_keys": missing,
-            "unexpected_keys": unexpected,
-            "ties_hold": ties_hold(replica, replica_groups) and ties_hold(fresh, replica_groups),
-            "weight_max_abs_diff": max_difference(loaded, reference["weights"]),
-        }
+    # The sharded model and its optimizer -> a tie-preserving checkpoint. Every rank calls
+    # save_checkpoint (it gathers the shards, a collective); rank 0 writes the files.
+    path = out / f"{kind}.safetensors"
+    save_checkpoint(model, path, run["optimizer"])
+    # Back into a freshly built, sharded model with a fresh optimizer: every rank reads the
+    # file and keeps its own shards.
+    reloaded = build(kind, seed=1).to(device)
+    shard_model(reloaded, candidates(kind, reloaded))
+    reloaded_optimizer = adamw(reloaded)
+    load_checkpoint(reloaded, path, reloaded_optimizer)
+    sharded_back = {name: full(p) for name, p in reloaded.named_parameters()}
+    moments = optimizer_state(reloaded, reloaded_optimizer)
+    # And into an ordinary single-process model.
+    fresh = build(kind, seed=2).to(device)
+    load_checkpoint(fresh, path)
+    loaded = {name: full(p) for name, p in fresh.named_parameters()}
+    result["checkpoint"] = {
+        "path": path.name,
+        "optimizer_path": Path(optimizer_path(path)).name,
+        "ties_hold": all(all_ranks(ties_hold(reloaded, groups) and ties_hold(fresh, groups))),
+        "sharded_reload_max_abs_diff": max_difference(sharded_back, run["weights"]),
+        "optimizer_reload_max_abs_diff": max_difference(
+            moments, optimizer_state(model, run["optimizer"])
+        ),
+        "weight_max_abs_diff": max_difference(loaded, reference["weights"]),
+    }
     return result
 
 
@@ -401,8 +421,9 @@ def check(results: dict) -> list[str]:
         if saved is not None:
             if not saved["ties_hold"]:
                 failures.append(f"{name}: the checkpoint lost a tie")
-            if saved["missing_keys"] or saved["unexpected_keys"]:
-                failures.append(f"{name}: the gathered state dict does not fit the replica")
+            for key in ("sharded_reload_max_abs_diff", "optimizer_reload_max_abs_diff"):
+                if saved[key] != 0:  # a checkpoint round trip is exact
+                    failures.append(f"{name}: {key} = {saved[key]:.3g}, not 0")
             if not saved["weight_max_abs_diff"] <= TOLERANCE:
                 failures.append(
                     f"{name}: checkpoint weights differ by {saved['weight_max_abs_diff']}"
@@ -441,7 +462,7 @@ def main() -> None:
         "runs": [],
     }
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # FSDP2 and DCP announce themselves on first use
+        warnings.simplefilter("ignore")  # FSDP2 announces itself on first use
         for kind in ("gpt", "albert"):
             ddp = run_ddp(kind, device, rank, world)
             results["runs"].append({"model": kind, "wrapper": "ddp", **ddp})

@@ -4,7 +4,7 @@ Tied layers, counting, sharing strategies, tie-preserving checkpoints and traini
 every chapter imports. Importing it has no side effects: no seeding, no global flags.
 """
 
-from shared_lib.checkpoint import load_checkpoint, save_checkpoint
+from shared_lib.checkpoint import LoadResult, load_checkpoint, optimizer_path, save_checkpoint
 from shared_lib.counting import ParameterMemory, count_parameters, parameter_memory
 from shared_lib.sharing import STRATEGIES, SharedStack, layer_assignment
 from shared_lib.training import (
@@ -40,6 +40,7 @@ __all__ = [
     "STRATEGIES",
     "BrokenTiesError",
     "History",
+    "LoadResult",
     "ParameterMemory",
     "SharedStack",
     "autocast_for",
@@ -55,6 +56,7 @@ __all__ = [
     "layer_assignment",
     "load_checkpoint",
     "materialize",
+    "optimizer_path",
     "parameter_memory",
     "preserve_ties",
     "retie",

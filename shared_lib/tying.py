@@ -947,7 +947,7 @@ def untie_embeddings(model: nn.Module) -> nn.Module:
         >>> sl.shared_groups(lm), lm.config.tie_embeddings, sl.count_parameters(lm.lm_head)
         ([], False, 400)
     """
-    embedding, output = _embedding_layers(model)
+    _, output = _embedding_layers(model)
     path = next(name for name, layer in model.named_modules() if layer is output)
     names = [f"{path}.weight" if path else "weight"]
     expand = getattr(model, "get_expanded_tied_weights_keys", None)

@@ -94,13 +94,17 @@ def test_a_refused_tie_in_preserve_ties_restores_the_others_and_states_the_model
     assert torch.equal(lm["a"]["head"].weight, state["a.head.weight"])  # nothing lost
 
 
-def test_to_empty_inside_preserve_ties_points_to_materialize_which_keeps_the_ties():
-    # Before: the default check_values=True refused, and nothing said what to do.
+def test_a_meta_tie_given_two_values_points_to_materialize_which_keeps_the_ties():
+    # Before: around to_empty the default check_values=True refused, and nothing said what to
+    # do. to_empty's two tensors hold uninitialised memory, which may or may not differ; two
+    # different values assigned to a tie that was on the meta device stand in for it here.
     with torch.device("meta"):
-        model = hf_gpt2()
+        lm = tiny_lm()
+    sl.tie(lm["head"], lm["embed"])
+    different = {"embed.weight": torch.zeros(5, 3), "head.weight": torch.ones(5, 3)}
     refused = pytest.raises(sl.BrokenTiesError, match=r"to_empty.*shared_lib\.materialize")
-    with refused, sl.preserve_ties(model):
-        model.to_empty(device="cpu")
+    with refused, sl.preserve_ties(lm):
+        lm.load_state_dict(different, assign=True)
     with torch.device("meta"):
         model = hf_gpt2()
     groups = sl.shared_groups(model)
