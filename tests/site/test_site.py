@@ -111,7 +111,8 @@ def test_api_reference_has_one_page_per_core_module_and_one_for_the_chapters():
              "guards": "unique_parameters", "profiling": "memory_report",
              "distributed": "fsdp_units", "layers": "local.LocallyConnected2d",
              "models": "build_model", "models_transformer": "models.transformer.TransformerEncoder",
-             "models_gpt": "models.gpt.GPT", "data": "splits.digits",
+             "models_gpt": "models.gpt.GPT", "models_llama": "models.llama.Decoder",
+             "data": "splits.digits",
              "plotting": "book_style", "explore": "Explorer",
              "chapters": "book.ch04_applications.train_language_model"}  # fmt: skip
     index = (SITE / "book" / "api" / "index.html").read_text(encoding="utf-8")
