@@ -19,6 +19,10 @@ Used by the appendix "Sharing at scale". Data-parallel training replicates (DDP)
   it stops with an error, or, when it has already averaged everything else, averages only part
   of that gradient, silently. :func:`wrap_ddp` runs :func:`check_reentrant_sharing` first;
   wrap regions in :class:`Checkpointed` so that the check can see which ones are reentrant.
+* **Pipeline parallelism copies a tied tensor.** The first stage holds the token embedding, the
+  last the output layer: with tied embeddings each holds a copy of the one matrix and gets only
+  its own share of the gradient. :func:`all_reduce_tied_grads` sums the shares over the stages
+  (Megatron-LM's "embedding group"), so the copies get the same gradient and stay equal.
 
 The checks look at the module tree (every path under which a module is registered) and, given
 example inputs, at the calls one forward pass makes. A parameter used *functionally* (read as an
@@ -42,6 +46,7 @@ from shared_lib.uses import direct_parameters
 
 __all__ = [
     "Checkpointed",
+    "all_reduce_tied_grads",
     "block_candidates",
     "check_reentrant_sharing",
     "check_units",
@@ -632,3 +637,60 @@ def wrap_ddp(
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, static_graph=static_graph, **ddp_kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline parallelism: one tied tensor, a copy on every stage that uses it.
+
+
+def all_reduce_tied_grads(copies: Sequence[torch.Tensor], group: Any = None) -> None:
+    """Sum the gradients of a tied tensor's copies over the stages that hold one (appendix).
+
+    In a pipeline the first stage holds the token embedding and the last stage the output
+    layer. With tied embeddings each stage holds its own *copy* of the one matrix, and the
+    backward pass gives each copy only its stage's share of the gradient. Megatron-LM's
+    "embedding group" all-reduces (sums) the copies' gradients after the backward pass, so
+    that every copy gets the whole gradient and the optimizer steps keep the copies equal.
+    Call it on every process of ``group``, after the backward pass and before the optimizer
+    step, with the copies in the same order everywhere. A copy without a gradient (its stage
+    did not use it) takes part with zeros.
+
+    Args:
+        copies: this process's copies, one ``nn.Parameter`` per tied tensor.
+        group: the process group of the stages holding a copy (``None``: every process).
+
+    Raises:
+        TypeError: ``copies`` is not a list or tuple of tensors that require grad.
+        RuntimeError: no process group is initialised (``torch.distributed``).
+
+    Examples:
+        A one-process group (no network), whose sum leaves the gradient as it is:
+
+        >>> import torch
+        >>> import torch.distributed as dist
+        >>> from shared_lib.distributed import all_reduce_tied_grads
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> embedding = torch.nn.Parameter(torch.ones(3, 2))  # this stage's copy
+        >>> embedding.sum().backward()
+        >>> all_reduce_tied_grads([embedding])  # on every stage that holds a copy
+        >>> embedding.grad.sum().item()
+        6.0
+        >>> dist.destroy_process_group()
+    """
+    if not isinstance(copies, (list, tuple)) or not all(
+        isinstance(copy, torch.Tensor) and copy.requires_grad for copy in copies
+    ):
+        raise TypeError(
+            f"copies must be a list or tuple of tensors that require grad, got {describe(copies)}"
+        )
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            "all_reduce_tied_grads needs an initialised process group "
+            "(torch.distributed.init_process_group)"
+        )
+    for copy in copies:
+        if copy.grad is None:
+            copy.grad = torch.zeros_like(copy)
+        dist.all_reduce(copy.grad, op=dist.ReduceOp.SUM, group=group)

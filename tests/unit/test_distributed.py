@@ -16,6 +16,7 @@ from torch import nn
 
 from shared_lib.distributed import (
     Checkpointed,
+    all_reduce_tied_grads,
     block_candidates,
     check_reentrant_sharing,
     check_units,
@@ -274,6 +275,32 @@ def test_checkpointed_gives_the_plain_gradients(use_reentrant):
         Checkpointed(nn.Linear(2, 2), use_reentrant="yes")
 
 
+# ----------------------------------------------------------------- pipeline: tied copies
+
+
+def test_all_reduce_tied_grads_checks_its_arguments():
+    with pytest.raises(TypeError, match="copies must be a list or tuple"):
+        all_reduce_tied_grads(nn.Parameter(torch.ones(2)))
+    with pytest.raises(TypeError, match="require grad"):
+        all_reduce_tied_grads([torch.ones(2)])
+    if not torch.distributed.is_initialized():
+        with pytest.raises(RuntimeError, match="initialised process group"):
+            all_reduce_tied_grads([nn.Parameter(torch.ones(2))])
+
+
+def test_a_copy_without_a_gradient_joins_with_zeros():
+    dist = torch.distributed
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        unused, used = nn.Parameter(torch.ones(2, 2)), nn.Parameter(torch.ones(3))
+        (2 * used).sum().backward()
+        all_reduce_tied_grads((unused, used))
+        assert torch.equal(unused.grad, torch.zeros(2, 2))  # joined the sum with zeros
+        assert torch.equal(used.grad, torch.full((3,), 2.0))  # one process: the sum is itself
+    finally:
+        dist.destroy_process_group()
+
+
 # ------------------------------------------------------------------- two processes, gloo
 
 
@@ -299,3 +326,28 @@ def test_two_processes_train_like_one(tmp_path):
         assert saved["ties_hold"] and saved["weight_max_abs_diff"] <= 1e-9
         assert saved["sharded_reload_max_abs_diff"] == saved["optimizer_reload_max_abs_diff"] == 0
         assert (tmp_path / saved["path"]).exists() and (tmp_path / saved["optimizer_path"]).exists()
+    # The tied GPT in two pipeline stages: with the embedding-group all-reduce, one process's
+    # answer and equal copies; without it, copies that drift apart from the first step.
+    pipeline = results["pipeline"]
+    synced, unsynced = pipeline["with_all_reduce"], pipeline["without_all_reduce"]
+    assert pipeline["stages"][0][0] == "transformer.wte" and pipeline["stages"][1][-1] == "lm_head"
+    for key in ("grad_max_abs_diff", "loss_max_abs_diff", "weight_max_abs_diff"):
+        assert synced[key] <= 1e-9, key
+    assert max(synced["tied_grad_max_abs_diff_on_ranks"]) <= 1e-9
+    assert max(synced["copy_spread_after_step"]) <= 1e-12 and synced["covers_every_parameter"]
+    assert min(synced["share_max_abs_diff_on_ranks"]) > 1e-3  # each stage alone has a share
+    assert min(unsynced["copy_spread_after_step"]) > 1e-3
+    assert unsynced["weight_max_abs_diff"] > 1e-3 and unsynced["loss_max_abs_diff"] > 1e-4
+    # FSDP2's all-gathers of the shared ALBERT layer: at every use (True) or once in forward.
+    reshard = results["reshard"]
+    runs = {run["reshard_after_forward"]: run for run in reshard["runs"]}
+    true, false = runs[True]["steps"][0], runs[False]["steps"][0]
+    assert true["all_gather_calls"] > false["all_gather_calls"]
+    assert true["all_gather_bytes"] > false["all_gather_bytes"]
+    layer = "encoder.layers.0"
+    assert true["all_gathers_by_unit"]["forward"][layer] == reshard["depths"] == 4
+    assert false["all_gathers_by_unit"]["forward"][layer] == 1
+    assert true["unsharded_bytes_after_forward"] == 0
+    assert false["unsharded_bytes_after_forward"] == runs[False]["model_bytes"]
+    assert reshard["true_vs_false_weight_max_abs_diff"] <= 1e-9
+    assert max(run["weight_max_abs_diff"] for run in runs.values()) <= 1e-9
