@@ -23,10 +23,11 @@ from shared_lib.layers.group import P4ConvP4, P4ConvZ2, RotationPool
 from shared_lib.layers.relaxed import LoopedNet
 from shared_lib.models.small import ConvStep
 from shared_lib.plotting import PALETTE, book_style, plot_assignment
-from shared_lib.sharing import layer_assignment
+from shared_lib.sharing import SharedStack, layer_assignment
 from shared_lib.training import fit, seed_everything, train_steps
 
 __all__ = [
+    "STACK_LRS",
     "STRATEGY_NAMES",
     "STUDENT_LRS",
     "TunedStudent",
@@ -41,8 +42,12 @@ __all__ = [
     "student_accuracy",
     "train_looped",
     "train_parity",
+    "train_stack",
     "train_student",
+    "tuned_stack",
     "tuned_student",
+    "unshared_stack",
+    "weight_bytes_moved",
 ]
 
 #: Display names of :func:`shared_lib.sharing.layer_assignment`'s strategies.
@@ -192,6 +197,118 @@ def looped_accuracy(
         steps: (net(cells, steps=steps).argmax(-1) == labels).all(1).float().mean().item()
         for steps in iterations
     }
+
+
+def unshared_stack(depth: int, width: int = 8) -> LoopedNet:
+    """The looped net's unshared counterpart: ``depth`` :class:`~shared_lib.models.small.ConvStep`
+    layers with weights of their own (a :class:`~shared_lib.sharing.SharedStack` of ``depth``
+    sets), the encoded input fed to each, run once. Its depth is fixed by its weights.
+
+    Examples:
+        >>> from shared_lib.counting import count_parameters
+        >>> stack = unshared_stack(4)
+        >>> count_parameters(stack.step), count_parameters(stack.step, unique=False)
+        (800, 800)
+        >>> stack(torch.zeros(2, 12, dtype=torch.long)).shape  # 2 lines of 12 cells, 2 classes
+        torch.Size([2, 12, 2])
+    """
+    check_int(depth, "depth", 1)
+    layers = SharedStack.build(lambda: ConvStep(width), depth, depth)
+    return LoopedNet(nn.Embedding(3, width), layers, nn.Linear(width, 2), steps=1)
+
+
+def train_stack(
+    seed: int,
+    depth: int,
+    lengths: tuple[int, int] = (8, 16),
+    steps: int = 200,
+    width: int = 8,
+    lr: float = 1e-2,
+) -> LoopedNet:
+    """An :func:`unshared_stack` of ``depth`` layers trained like :func:`train_looped`'s nets
+    (``steps`` batches of 64 fresh :func:`~shared_lib.data.sequences.chain_reachability` lines,
+    one random length in ``lengths`` per batch, Adam at ``lr``), one initialisation: its depth
+    is its number of layers, so there are no iterations to vary."""
+    low, high = lengths
+    check_int(low, "lengths[0]", 2)
+    check_int(high, "lengths[1]", low)
+    check_int(steps, "steps", 1)
+    seed_everything(seed)
+    net = unshared_stack(depth, width)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    line_lengths = torch.randint(low, high + 1, (steps,), generator=generator)
+
+    def reachability_loss(step: int) -> torch.Tensor:
+        cells, labels = chain_reachability(64, int(line_lengths[step]), seed=seed * 10**5 + step)
+        return _reachability_loss(net, cells, labels, 1)
+
+    train_steps(optimizer, range(steps), reachability_loss)
+    return net
+
+
+#: The learning rates :func:`tuned_stack` tries (Adam).
+STACK_LRS = (0.003, 0.01, 0.03)
+
+
+def tuned_stack(
+    seed: int,
+    depth: int,
+    validation: tuple[torch.Tensor, torch.Tensor],
+    lrs: Sequence[float] = STACK_LRS,
+    steps: int = 200,
+) -> tuple[LoopedNet, float, dict[float, float]]:
+    """:func:`train_stack` at every learning rate of ``lrs`` (same seed, same initial weights);
+    returns the net whose fraction of fully correct ``validation`` lines (``(cells, labels)``,
+    of training lengths, never the test lines) is highest, its rate, and every rate's score.
+
+    Examples:
+        >>> lines = chain_reachability(32, 8, seed=1)
+        >>> net, lr, scores = tuned_stack(0, 2, lines, lrs=(0.01, 0.03), steps=3)
+        >>> lr in (0.01, 0.03), sorted(scores)
+        (True, [0.01, 0.03])
+    """
+    if not lrs:
+        raise ValueError("lrs must name at least one learning rate")
+    nets = {lr: train_stack(seed, depth, steps=steps, lr=lr) for lr in lrs}
+    scores = {lr: looped_accuracy(net, *validation, [1])[1] for lr, net in nets.items()}
+    best = max(scores, key=lambda lr: (scores[lr], -lr))  # ties: the smaller rate
+    return nets[best], best, scores
+
+
+def weight_bytes_moved(assignment: Sequence[int], block_bytes: int, resident: int = 1) -> int:
+    """Bytes of weights read from main memory for one pass through layers that use the
+    parameter sets ``assignment`` (one index per layer, as from
+    :func:`~shared_lib.sharing.layer_assignment`), each set ``block_bytes`` big, when a fast
+    memory (cache, on-chip SRAM) keeps the ``resident`` most recently used sets (least
+    recently used evicted). A layer whose set is resident reads nothing.
+
+    For a decoder generating one token at a time this is the weight traffic per token. An
+    immediate repeat (``"sequence"``: AABB…) reads each set once; ``"cycle"`` (ABAB…) reads it
+    at every use unless all its sets fit in the fast memory at once.
+
+    Examples:
+        >>> from shared_lib.sharing import layer_assignment
+        >>> weight_bytes_moved(layer_assignment(4, 2, "sequence"), 100)  # A A B B
+        200
+        >>> weight_bytes_moved(layer_assignment(4, 2, "cycle"), 100)  # A B A B
+        400
+        >>> weight_bytes_moved(layer_assignment(4, 2, "cycle"), 100, resident=2)
+        200
+    """
+    check_int(block_bytes, "block_bytes", 0)
+    check_int(resident, "resident", 1)
+    cache: list[int] = []  # most recently used last
+    moved = 0
+    for index in assignment:
+        if index in cache:
+            cache.remove(index)
+        else:
+            moved += block_bytes
+            if len(cache) == resident:
+                cache.pop(0)
+        cache.append(index)
+    return moved
 
 
 def reach_ceiling(
