@@ -22,12 +22,14 @@ from shared_lib.counting import count_parameters
 from shared_lib.data.conflict import TASKS, TaskPair, related_tasks
 from shared_lib.data.sequences import offset_copies
 from shared_lib.guards import task_gradient_cosine
+from shared_lib.layers.relaxed import RelaxedSharedStack
 from shared_lib.models.small import MLP, MultiTaskNet
 from shared_lib.models.transformer import TransformerConfig, TransformerEncoder
 from shared_lib.plotting import PALETTE, book_style
 from shared_lib.training import derive_seed, train_steps
 
 __all__ = [
+    "CONFLICT_KINDS",
     "Tuned",
     "conflict_model",
     "fit_student",
@@ -186,14 +188,33 @@ def train_task_pair(
     return cosines
 
 
+#: The kinds of two-task network :func:`conflict_model` builds.
+CONFLICT_KINDS = ("shared", "separate", "adapters", "frozen")
+
+
 def conflict_model(
-    kind: str, hidden: int = 8, inputs: int = 16, n_classes: int = 4, seed: int = 0
+    kind: str,
+    hidden: int = 8,
+    inputs: int = 16,
+    n_classes: int = 4,
+    seed: int = 0,
+    rank: int = 2,
 ) -> tuple[MultiTaskNet, nn.Module | None]:
     """A two-task network and its shared trunk (``None`` when nothing is shared).
 
     ``kind="shared"``: a trunk ``Linear(inputs, hidden) + ReLU`` with a ``Linear(hidden,
     n_classes)`` head per task (hard parameter sharing); ``kind="separate"``: one ``inputs →
-    hidden → n_classes`` network per task. ``seed`` fixes the initialisation.
+    hidden → n_classes`` network per task. ``kind="adapters"``: the same trunk, which every
+    task runs with its own low-rank correction ``W + B_t A_t`` of rank ``rank`` on the trunk's
+    weight (LoRA, Hu et al. 2022; a one-layer
+    :class:`~shared_lib.layers.relaxed.RelaxedSharedStack` per task around the one trunk,
+    ``B_t = 0`` at the start), then its head. ``kind="frozen"``: task ``a`` runs the plain trunk
+    and its head, task ``b`` the trunk with an adapter and its head (the layout of
+    :func:`train_conflict_model`'s frozen-trunk recipe). ``seed`` fixes the initialisation.
+
+    Unique parameters, with ``T = hidden · (inputs + 1)`` (the trunk), ``H = n_classes ·
+    (hidden + 1)`` (a head) and ``L = rank · (inputs + hidden)`` (an adapter): shared ``T + 2H``,
+    separate ``2(T + H)``, adapters ``T + 2(H + L)``, frozen ``T + 2H + L``.
 
     Examples:
         >>> from shared_lib.book.ch05_challenges import conflict_model
@@ -202,18 +223,37 @@ def conflict_model(
         >>> separate, none = conflict_model("separate", hidden=8)
         >>> count_parameters(shared), count_parameters(separate), none is None
         (208, 344, True)
+        >>> adapters, trunk = conflict_model("adapters", hidden=8, rank=2)
+        >>> count_parameters(adapters)  # 136 + 2 · (36 + 2 · (16 + 8)): the trunk stored once
+        304
     """
-    check_choice(kind, "kind", ("shared", "separate"))
+    check_choice(kind, "kind", CONFLICT_KINDS)
     check_int(hidden, "hidden", 1)
     check_int(seed, "seed", 0)
+    check_int(rank, "rank", 1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if kind == "separate":
+            networks = {task: MLP(inputs, hidden, n_classes) for task in TASKS}
+            return MultiTaskNet(nn.Identity(), networks), None
+        trunk = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU())
         if kind == "shared":
-            trunk = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU())
             heads = {task: nn.Linear(hidden, n_classes) for task in TASKS}
             return MultiTaskNet(trunk, heads), trunk
-        networks = {task: MLP(inputs, hidden, n_classes) for task in TASKS}
-        return MultiTaskNet(nn.Identity(), networks), None
+        adapted = TASKS if kind == "adapters" else TASKS[1:]
+        towers = {  # every tower holds the same trunk module: one tensor, several uses
+            task: nn.Sequential(
+                RelaxedSharedStack(trunk, 1, rank=rank) if task in adapted else trunk,
+                nn.Linear(hidden, n_classes),
+            )
+            for task in TASKS
+        }
+        return MultiTaskNet(nn.Identity(), towers), trunk
+
+
+def _one_task(data: TaskPair, task: str) -> TaskPair:
+    """``data`` with only ``task``'s training set (for training one task alone)."""
+    return TaskPair({task: data.train[task]}, data.x_test, data.y_test, data.relatedness)
 
 
 def train_conflict_model(
@@ -225,19 +265,37 @@ def train_conflict_model(
     seed: int = 0,
     steps: int = 400,
     batch_size: int = 100,
+    rank: int = 2,
 ) -> tuple[float, dict]:
     """Train :func:`conflict_model` on ``data``'s two tasks; score it on validation and test.
+
+    ``"shared"``, ``"separate"`` and ``"adapters"`` train both tasks at once
+    (:func:`train_task_pair`): the adapters and the trunk learn together. ``"frozen"`` is the
+    other way adapters are used: the trunk and task ``a``'s head are trained on task ``a``
+    alone, then the trunk is frozen and only task ``b``'s adapter (of rank ``rank``) and head
+    are trained on task ``b``, ``steps`` steps each at learning rate ``lr``.
 
     Returns:
         ``(validation accuracy, result)``: the mean over both tasks of the accuracy on
         ``validation.x_test``, and a dict with ``"test"`` (test accuracy per task, on
         ``data.x_test``), ``"cosine"`` (the trunk gradient cosine on validation inputs, averaged
-        over training; ``None`` for separate networks) and ``"params"`` (unique parameters).
+        over training; ``None`` for separate networks and the frozen trunk) and ``"params"``
+        (unique parameters).
     """
-    model, trunk = conflict_model(kind, hidden, data.x_test.shape[1], seed=seed)
-    cosines = train_task_pair(
-        model, data, steps, lr, batch_size, seed, shared=trunk, probe=validation
-    )
+    model, trunk = conflict_model(kind, hidden, data.x_test.shape[1], seed=seed, rank=rank)
+    if kind == "frozen":
+        first, second = TASKS
+        train_multitask(model, _one_task(data, first), steps, lr, batch_size, seed)
+        trunk.requires_grad_(False)  # Adam skips tensors without gradients
+        train_multitask(
+            model, _one_task(data, second), steps, lr, batch_size, derive_seed(second, base=seed)
+        )
+        trunk.requires_grad_(True)
+        cosines: list[float] = []
+    else:
+        cosines = train_task_pair(
+            model, data, steps, lr, batch_size, seed, shared=trunk, probe=validation
+        )
     on_validation = multitask_accuracy(model, validation)
     result = {
         "test": multitask_accuracy(model, data),
@@ -257,13 +315,15 @@ def tuned_conflict_model(
     n_validation: int = 1000,
     steps: int = 400,
     batch_size: int = 100,
+    rank: int = 2,
 ) -> Tuned:
     """:func:`train_conflict_model` at each learning rate, the best on validation kept.
 
     The task pair is :func:`~shared_lib.data.conflict.related_tasks` of ``relatedness``: its
     teachers, training and test inputs are fixed by ``seed``, and ``n_validation`` further
     inputs labelled by the same teachers pick the learning rate. Every model trained on the
-    same ``seed`` sees the same data, batches and (for its shape) initialisation.
+    same ``seed`` sees the same data, batches and (for its shape) initialisation. ``kind`` and
+    ``rank`` are those of :func:`conflict_model`.
     """
     check_int(seed, "seed", 0)
     data = related_tasks(n_train, relatedness, seed=seed, data_seed=derive_seed("data", base=seed))
@@ -272,7 +332,9 @@ def tuned_conflict_model(
     )
 
     def run(lr: float) -> tuple[float, dict]:
-        return train_conflict_model(kind, data, validation, hidden, lr, seed, steps, batch_size)
+        return train_conflict_model(
+            kind, data, validation, hidden, lr, seed, steps, batch_size, rank
+        )
 
     return tune_learning_rate(run, learning_rates)
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from shared_lib.book.ch04_applications import multitask_accuracy, train_multitask
 from shared_lib.book.ch05_challenges import (
+    CONFLICT_KINDS,
     Tuned,
     conflict_model,
     fit_student,
@@ -22,11 +24,12 @@ from shared_lib.book.ch05_challenges import (
     tuned_conflict_model,
 )
 from shared_lib.counting import count_parameters
-from shared_lib.data.conflict import related_tasks
+from shared_lib.data.conflict import TaskPair, related_tasks
 from shared_lib.data.sequences import layerwise_teacher
 from shared_lib.models import TransformerConfig
 from shared_lib.models.small import MLP, MultiTaskNet
 from shared_lib.sharing import SharedStack
+from shared_lib.tying import shared_groups
 
 COPIER = TransformerConfig(
     vocab_size=6,
@@ -165,3 +168,48 @@ def test_training_records_the_trunk_cosine():
     assert train_task_pair(separate, data, steps=3) == []
     with pytest.raises(TypeError, match="shared"):
         train_task_pair(shared, data, steps=1, shared=trunk.parameters())
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_adapter_models_store_the_trunk_once_and_start_as_hard_sharing(rank):
+    trunk_n, head_n, adapter_n = 8 * 16 + 8, 8 * 4 + 4, rank * (16 + 8)
+    adapters, trunk = conflict_model("adapters", seed=4, rank=rank)
+    frozen, frozen_trunk = conflict_model("frozen", seed=4, rank=rank)
+    assert count_parameters(adapters) == trunk_n + 2 * (head_n + adapter_n)
+    assert count_parameters(frozen) == trunk_n + 2 * head_n + adapter_n
+    assert count_parameters(trunk) == count_parameters(frozen_trunk) == trunk_n
+    assert len(shared_groups(adapters)) == 2  # the trunk's weight and bias, used by both tasks
+    _, hard_trunk = conflict_model("shared", seed=4)
+    x = torch.randn(5, 16)
+    with torch.no_grad():  # same seed, same trunk; B = 0, so every tower starts at the trunk
+        for model in (adapters, frozen):
+            for task in ("a", "b"):
+                assert torch.equal(model.heads[task][0](x), hard_trunk(x))
+    with pytest.raises(ValueError, match="rank"):
+        conflict_model("adapters", rank=0)
+    with pytest.raises(ValueError, match="adapters"):
+        conflict_model("lora")
+    assert set(CONFLICT_KINDS) == {"shared", "separate", "adapters", "frozen"}
+
+
+def test_adapters_train_jointly_and_report_the_trunk_cosine():
+    tuned = tuned_conflict_model("adapters", 0.0, seed=3, learning_rates=(1e-2,), steps=20,
+                                 n_train=60, n_validation=100, batch_size=30, rank=2)  # fmt: skip
+    assert tuned.result["params"] == 136 + 2 * (36 + 48)
+    assert -1.0 <= tuned.result["cosine"] <= 1.0
+    assert set(tuned.result["test"]) == {"a", "b"}
+
+
+def test_frozen_trunk_serves_task_b_without_changing_task_a():
+    data = related_tasks(60, 0.0, n_test=200, seed=1)
+    validation = related_tasks(1, 0.0, n_test=100, seed=1, data_seed=5)
+    score, result = train_conflict_model(
+        "frozen", data, validation, lr=1e-2, seed=2, steps=30, batch_size=20
+    )
+    assert 0.0 <= score <= 1.0 and result["cosine"] is None
+    assert result["params"] == 136 + 2 * 36 + 48
+    # Task a alone with the same recipe: the second stage must leave its trunk and head alone.
+    alone, _ = conflict_model("frozen", seed=2)
+    only_a = TaskPair({"a": data.train["a"]}, data.x_test, data.y_test, data.relatedness)
+    train_multitask(alone, only_a, 30, 1e-2, 20, 2)
+    assert result["test"]["a"] == multitask_accuracy(alone, data)["a"]
