@@ -3,7 +3,10 @@ with its uses traced.
 
 ``family_example(family, scale)`` builds one small model per family, runs it, and returns what
 the sharing map and the counts need. ``scale`` (1–4) grows the number of uses: image side,
-sequence length, depth, number of inputs, number of tasks, vocabulary size.
+sequence length, depth, number of inputs, number of tasks, vocabulary size, set size.
+:func:`sharing_patterns` and :func:`plot_sharing_patterns` draw the tied entries of a 1-D
+convolution's matrix next to those of a permutation-equivariant set layer (the symmetry a layer
+respects is read off its ties).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
@@ -18,6 +22,8 @@ from torch import nn
 
 from shared_lib._validation import check_int
 from shared_lib.counting import count_parameters
+from shared_lib.layers.local import conv_as_dense
+from shared_lib.layers.sets import DeepSets, orbit_sharing_pattern
 from shared_lib.models import GPT, GPTConfig, TransformerConfig, TransformerEncoder
 from shared_lib.models.small import MLP, ElmanRNN, MultiTaskNet, SiameseNet
 from shared_lib.plotting import PALETTE, book_style, plot_sharing_map
@@ -29,6 +35,8 @@ __all__ = [
     "FamilyExample",
     "family_example",
     "plot_family",
+    "plot_sharing_patterns",
+    "sharing_patterns",
 ]
 
 #: Family → (what ``scale`` changes, its value at scales 1, 2, 3, 4).
@@ -39,6 +47,7 @@ SIZES: dict[str, tuple[str, tuple[int, ...]]] = {
     "inputs (Siamese)": ("inputs", (2, 3, 4, 8)),
     "tasks (multi-task)": ("tasks", (2, 3, 4, 8)),
     "input/output (tied LM)": ("vocabulary", (256, 1024, 8192, 50257)),
+    "elements (Deep Sets)": ("set size", (3, 5, 8, 16)),
 }
 
 
@@ -117,6 +126,14 @@ def family_example(family: str, scale: int = 1) -> FamilyExample:
         model = MultiTaskNet(MLP(64, 32, 32), heads)
         x = torch.randn(1, 64, generator=generator)
         uses, column_of = _traced(model, lambda: [model(x, task) for task in heads])
+    elif family == "elements (Deep Sets)":
+        model = DeepSets.mlp(4, 16, 2)
+        xs = torch.randn(1, size, 4, generator=generator)
+
+        def run() -> None:  # φ on every element (one call each), a sum, then ρ
+            model.rho(sum(model.phi(xs[:, i]) for i in range(size)))
+
+        uses, column_of = _traced(model, run)
     else:  # input/output (tied LM)
         config = GPTConfig(vocab_size=size, block_size=16, n_layer=1, n_head=2, n_embd=32)
         model = GPT(config)
@@ -143,4 +160,74 @@ def plot_family(family: str, scale: int = 1) -> Figure:
             title=f"{family}, {example.size_name} = {example.size}",
         )  # fmt: skip
         figure.tight_layout()
+    return figure
+
+
+def sharing_patterns(n: int = 6, kernel_size: int = 3) -> dict[str, torch.Tensor]:
+    """Index maps of three ``n × n`` weight matrices: which stored number every entry uses.
+
+    ``"1-D convolution"``: a circular convolution with ``kernel_size`` taps (``-1`` marks a
+    structural zero), from :func:`~shared_lib.layers.local.conv_as_dense`; ``"cyclic shifts"``
+    and ``"all permutations"``: the orbits of the index pairs under those groups
+    (:func:`~shared_lib.layers.sets.orbit_sharing_pattern`): a full circulant, and ``λI + γ11ᵀ``.
+
+    Examples:
+        >>> from shared_lib.book.ch01_what_is_parameter_sharing import sharing_patterns
+        >>> {name: int(m.max()) + 1 for name, m in sharing_patterns(6).items()}
+        {'1-D convolution': 3, 'cyclic shifts': 6, 'all permutations': 2}
+    """
+    check_int(n, "n", 2)
+    check_int(kernel_size, "kernel_size", 1, n)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    conv = nn.Conv2d(
+        1, 1, (1, kernel_size), padding=(0, kernel_size // 2), padding_mode="circular",
+        bias=False,
+    )  # fmt: skip
+    _, conv_map = conv_as_dense(conv, (1, 1, n))
+    shift = [(i + 1) % n for i in range(n)]
+    swap = [1, 0, *range(2, n)]
+    return {
+        "1-D convolution": conv_map,
+        "cyclic shifts": orbit_sharing_pattern([shift]),
+        "all permutations": orbit_sharing_pattern([shift, swap]),
+    }
+
+
+def plot_sharing_patterns(n: int = 6, kernel_size: int = 3) -> Figure:
+    """Draw :func:`sharing_patterns`: one panel per matrix, entries coloured and lettered by
+    the stored number they use, structural zeros white (chapter 01)."""
+    patterns = sharing_patterns(n, kernel_size)
+    titles = {
+        "1-D convolution": f"circular convolution, {kernel_size} taps",
+        "cyclic shifts": "tied by cyclic shifts (circulant)",
+        "all permutations": "tied by all permutations (λI + γ11ᵀ)",
+    }
+    with book_style():
+        figure, axes = plt.subplots(1, len(patterns), figsize=(10.5, 3.9), layout="constrained")
+        for ax, (name, index_map) in zip(axes, patterns.items(), strict=True):
+            k = int(index_map.max()) + 1
+            colours = [PALETTE[i % len(PALETTE)] for i in range(k)]
+            image = index_map.float().masked_fill(index_map < 0, float("nan"))
+            ax.imshow(
+                image.numpy(), cmap=mpl.colors.ListedColormap(colours), vmin=-0.5,
+                vmax=k - 0.5,
+            )  # fmt: skip
+            letters = ("λ", "γ") if name == "all permutations" else "abcdefghijklmnop"
+            for (r, c), idx in zip(
+                torch.nonzero(index_map >= 0).tolist(),
+                index_map[index_map >= 0].tolist(),
+                strict=True,
+            ):
+                ax.text(c, r, letters[idx], ha="center", va="center", fontsize=9, color="white")
+            ax.set_xticks(range(n), [str(j + 1) for j in range(n)])
+            ax.set_yticks(range(n), [str(i + 1) for i in range(n)])
+            ax.set_xticks([j - 0.5 for j in range(n + 1)], minor=True)
+            ax.set_yticks([i - 0.5 for i in range(n + 1)], minor=True)
+            ax.grid(which="minor", color="0.85", linewidth=0.6)
+            ax.grid(which="major", visible=False)
+            ax.tick_params(which="minor", length=0)
+            ax.set_xlabel("input element j")
+            ax.set_ylabel("output element i")
+            ax.set_title(f"{titles[name]}\n{k} stored numbers, {n * n} entries", fontsize=10)
     return figure

@@ -7,6 +7,12 @@ flatten head, locally connected, MLP), :func:`train_position_model` trains one o
 for choosing, :func:`run_position_experiment` sweeps the learning rate and keeps the best run on
 validation data, and :func:`plot_filters`, :func:`plot_sharing_explorer` and
 :func:`plot_conv_as_dense` draw the chapter's figures.
+
+Sharing across the elements of a set: :func:`set_task` generates sets of numbers with an
+order-free label (``"count"``) or an order-dependent one (``"order"``), :func:`set_model` builds
+Deep Sets, its position-tagged control and an MLP, :func:`run_set_experiment` trains one at the
+best of its learning rates on validation data, :func:`set_invariance_error` measures how much a
+model's answer moves when the elements are reordered, and :func:`plot_set_results` draws them.
 """
 
 from __future__ import annotations
@@ -26,23 +32,35 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_choice, check_int
 from shared_lib.counting import count_parameters
 from shared_lib.data.canvas import CanvasTask, unseen_position_task, where_task
 from shared_lib.layers.local import LocallyConnected2d
+from shared_lib.layers.sets import AppendPosition, DeepSets
+from shared_lib.models.small import MLP
 from shared_lib.plotting import PALETTE, book_style
 from shared_lib.training import train_steps
 
 __all__ = [
     "KINDS",
     "LEARNING_RATES",
+    "SET_KINDS",
+    "SET_TASKS",
     "PositionResult",
+    "SetResult",
+    "SetTask",
     "plot_conv_as_dense",
     "plot_filters",
+    "plot_set_results",
     "plot_sharing_explorer",
     "position_model",
     "run_position_experiment",
+    "run_set_experiment",
+    "set_invariance_error",
+    "set_model",
+    "set_task",
     "train_position_model",
+    "train_set_model",
     "with_validation",
 ]
 
@@ -488,3 +506,278 @@ def plot_conv_as_dense(
     matrix_ax.set_xlabel("input pixel (flattened row by row)")
     matrix_ax.set_ylabel("output pixel (flattened)")
     return kernel_ax, matrix_ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharing across the elements of a set: Deep Sets against an MLP.
+
+#: ``"count"``: is at least half of the set (5 of 9) inside ``(−c, c)``, with ``c`` the median
+#: of ``|N(0, 1)|`` — a label that ignores order; ``"order"``: is the first element larger than
+#: the last — a label that is nothing but order.
+SET_TASKS = ("count", "order")
+#: ``"deepsets"``: one φ on every element, a sum, ρ; ``"deepsets+position"``, the control: the
+#: same model with a one-hot position appended to every element; ``"mlp"``: the concatenated set.
+SET_KINDS = ("deepsets", "deepsets+position", "mlp")
+_HALF_MASS = 0.6744897501960817  # median of |N(0, 1)|: P(|x| < c) = 1/2
+
+
+@dataclass
+class SetTask:
+    """Sets ``(n, set_size, 1)`` with binary labels, split into train, validation and test.
+
+    The test sets of ``"order"`` come in pairs: every set and the same set with its first and
+    last element swapped, whose label is the opposite.
+
+    Attributes:
+        task: ``"count"`` or ``"order"``.
+        x_train: training sets; ``y_train`` their labels.
+        y_train: the training labels (0 or 1).
+        validation: ``(x, y)`` used to choose the learning rate.
+        test: ``(x, y)`` used only to report.
+    """
+
+    task: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    validation: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+    def __repr__(self) -> str:
+        return (
+            f"SetTask({self.task!r}, train={tuple(self.x_train.shape)}, "
+            f"validation={len(self.validation[1])}, test={len(self.test[1])})"
+        )
+
+
+def _set_labels(task: str, x: torch.Tensor) -> torch.Tensor:
+    if task == "count":
+        inside = (x[..., 0].abs() < _HALF_MASS).sum(1)
+        return (inside >= (x.shape[1] + 1) // 2).long()
+    return (x[:, 0, 0] > x[:, -1, 0]).long()
+
+
+def set_task(
+    task: str,
+    n_train: int,
+    seed: int = 0,
+    set_size: int = 9,
+    n_validation: int = 500,
+    n_test: int = 1000,
+) -> SetTask:
+    """Generate sets of ``set_size`` numbers from ``N(0, 1)`` with the label of ``task``.
+
+    Both labels are balanced by construction (``set_size`` odd for ``"count"``: the count is
+    Binomial(n, 1/2) and the threshold its median). For ``"order"`` the test set holds
+    ``n_test // 2`` sets and their first/last swaps, so a model that cannot see order scores
+    exactly one half on it.
+
+    Examples:
+        >>> from shared_lib.book.ch02_how_it_works import set_task
+        >>> data = set_task("order", 100, seed=0)
+        >>> data
+        SetTask('order', train=(100, 9, 1), validation=500, test=1000)
+        >>> data.test[1].float().mean().item()
+        0.5
+    """
+    check_choice(task, "task", SET_TASKS)
+    check_int(n_train, "n_train", 1)
+    check_int(set_size, "set_size", 2)
+    check_int(n_validation, "n_validation", 1)
+    check_int(n_test, "n_test", 2)
+    if task == "count" and set_size % 2 == 0:
+        raise ValueError(f"set_size must be odd for the count task (balanced), got {set_size}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(n: int) -> torch.Tensor:
+        return torch.randn(n, set_size, 1, generator=generator)
+
+    x_train, x_validation = draw(n_train), draw(n_validation)
+    if task == "order":
+        half = draw(n_test // 2)
+        swap = [set_size - 1, *range(1, set_size - 1), 0]
+        x_test = torch.cat([half, half[:, swap]])
+    else:
+        x_test = draw(n_test)
+    return SetTask(
+        task,
+        x_train,
+        _set_labels(task, x_train),
+        (x_validation, _set_labels(task, x_validation)),
+        (x_test, _set_labels(task, x_test)),
+    )
+
+
+def set_model(kind: str, set_size: int = 9, hidden: int = 32) -> nn.Module:
+    """One of chapter 02's set contenders, ``(batch, set_size, 1) → (batch, 2)`` logits.
+
+    ``"deepsets"``: :meth:`DeepSets.mlp <shared_lib.layers.sets.DeepSets.mlp>` with φ and ρ two
+    ReLU layers of ``hidden`` units and sum pooling. ``"deepsets+position"``: the same, with a
+    one-hot position appended to each element (:class:`~shared_lib.layers.sets.AppendPosition`).
+    ``"mlp"``: flatten, then ``set_size → 2·hidden → 2·hidden → 2`` — more parameters than
+    Deep Sets.
+
+    Examples:
+        >>> from shared_lib.book.ch02_how_it_works import set_model
+        >>> from shared_lib.counting import count_parameters
+        >>> {kind: count_parameters(set_model(kind)) for kind in ("deepsets", "mlp")}
+        {'deepsets': 2242, 'mlp': 4930}
+    """
+    check_choice(kind, "kind", SET_KINDS)
+    check_int(set_size, "set_size", 2)
+    check_int(hidden, "hidden", 1)
+    if kind == "deepsets":
+        return DeepSets.mlp(1, hidden, 2)
+    if kind == "deepsets+position":
+        return nn.Sequential(AppendPosition(set_size), DeepSets.mlp(1 + set_size, hidden, 2))
+    return nn.Sequential(nn.Flatten(), MLP(set_size, 2 * hidden, 2 * hidden, 2))
+
+
+@dataclass
+class SetResult:
+    """One trained set model: test and validation accuracy, its count, chosen learning rate.
+
+    Attributes:
+        kind: the contender (:data:`SET_KINDS`).
+        task: the task (:data:`SET_TASKS`).
+        n_train: training sets.
+        seed: the seed of the data and the initialisation.
+        lr: the learning rate (the best on validation data, after :func:`run_set_experiment`).
+        accuracy: ``{"train", "validation", "test"}`` accuracies.
+        parameters: stored parameters.
+        model: the trained model (CPU).
+        validation: validation accuracy of every learning rate tried.
+    """
+
+    kind: str
+    task: str
+    n_train: int
+    seed: int
+    lr: float
+    accuracy: dict[str, float]
+    parameters: int
+    model: nn.Module
+    validation: dict[float, float] = field(default_factory=dict)
+
+
+def train_set_model(
+    kind: str, data: SetTask, seed: int = 0, lr: float = 3e-3, steps: int = 300
+) -> SetResult:
+    """Train :func:`set_model` ``kind`` on ``data`` with full-batch Adam for ``steps`` steps.
+
+    Examples:
+        >>> from shared_lib.book.ch02_how_it_works import set_task, train_set_model
+        >>> result = train_set_model("deepsets", set_task("count", 50), steps=5)
+        >>> sorted(result.accuracy)
+        ['test', 'train', 'validation']
+    """
+    check_int(steps, "steps", 1)
+    set_size = data.x_train.shape[1]
+    with _threads(1):
+        torch.manual_seed(seed)
+        model = set_model(kind, set_size)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        train_steps(
+            optimizer,
+            range(steps),
+            lambda _: F.cross_entropy(model(data.x_train), data.y_train),
+        )
+        model.eval()
+        splits = {
+            "train": (data.x_train, data.y_train),
+            "validation": data.validation,
+            "test": data.test,
+        }
+        accuracy = {
+            name: _accuracy(model, x, y, torch.device("cpu")) for name, (x, y) in splits.items()
+        }
+    return SetResult(
+        kind, data.task, len(data.y_train), seed, lr, accuracy, count_parameters(model), model
+    )
+
+
+def run_set_experiment(
+    kind: str,
+    task: str,
+    n_train: int,
+    seed: int = 0,
+    lrs: tuple[float, ...] = LEARNING_RATES,
+    steps: int = 300,
+) -> SetResult:
+    """Generate :func:`set_task` with ``seed``, train ``kind`` with every learning rate of
+    ``lrs`` and keep the best run on validation data (the smaller rate on a tie).
+
+    Examples:
+        >>> from shared_lib.book.ch02_how_it_works import run_set_experiment
+        >>> result = run_set_experiment("mlp", "order", 50, lrs=(1e-3, 1e-2), steps=5)
+        >>> sorted(result.validation)
+        [0.001, 0.01]
+    """
+    if not lrs:
+        raise ValueError("lrs must hold at least one learning rate, got none")
+    data = set_task(task, n_train, seed)
+    runs = [train_set_model(kind, data, seed, lr, steps) for lr in sorted(lrs)]
+    best = max(runs, key=lambda run: run.accuracy["validation"])
+    best.validation = {run.lr: run.accuracy["validation"] for run in runs}
+    return best
+
+
+def set_invariance_error(model: nn.Module, x: torch.Tensor, seed: int = 0, tries: int = 5) -> float:
+    """Largest change of ``model``'s output when the elements of every set are reordered
+    (``tries`` random orders), relative to the largest output.
+
+    Examples:
+        >>> import torch
+        >>> from shared_lib.book.ch02_how_it_works import set_invariance_error, set_model
+        >>> x = torch.randn(20, 9, 1)
+        >>> set_invariance_error(set_model("deepsets"), x) < 1e-5
+        True
+        >>> set_invariance_error(set_model("mlp"), x) > 1e-2
+        True
+    """
+    check_int(tries, "tries", 1)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        reference = model(x)
+        scale = reference.abs().max().clamp(min=1e-12)
+        worst = 0.0
+        for _ in range(tries):
+            order = torch.randperm(x.shape[1], generator=generator)
+            worst = max(worst, ((model(x[:, order]) - reference).abs().max() / scale).item())
+    return worst
+
+
+def plot_set_results(
+    results: Mapping[tuple[str, str, int], SetResult], ax: Axes | None = None
+) -> Axes:
+    """Grouped bars: test accuracy of every contender on both set tasks, mean over the seeds
+    with the range as error bars, and chance (chapter 02). ``results`` is keyed by
+    ``(kind, task, seed)``."""
+    seeds = sorted({seed for _, _, seed in results})
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / len(SET_KINDS)
+    positions = np.arange(len(SET_TASKS))
+    for k, kind in enumerate(SET_KINDS):
+        values = [
+            np.array([results[kind, task, seed].accuracy["test"] for seed in seeds])
+            for task in SET_TASKS
+        ]
+        means = np.array([v.mean() for v in values])
+        spans = np.array([[m - v.min(), v.max() - m] for m, v in zip(means, values, strict=True)]).T
+        parameters = results[kind, SET_TASKS[0], seeds[0]].parameters
+        ax.bar(
+            positions + (k - (len(SET_KINDS) - 1) / 2) * width,
+            means,
+            width,
+            yerr=spans,
+            capsize=4,
+            color=PALETTE[k],
+            label=f"{kind} ({parameters:,} params)",
+        )
+    ax.axhline(0.5, color="0.4", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(positions, ["count in range\n(order-free)", "first > last\n(order matters)"])
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return ax

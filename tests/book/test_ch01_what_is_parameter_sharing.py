@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Chapter 01: the families of sharing, their counts and maps, and the tie patterns of
+convolution and set layers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from shared_lib.book.ch01_what_is_parameter_sharing import (
     SIZES,
     family_example,
     plot_family,
+    plot_sharing_patterns,
+    sharing_patterns,
 )
 from shared_lib.plotting import plot_assignment, plot_sharing_map
 
@@ -37,4 +40,34 @@ def test_plots_draw_and_reject_empty_input():
     assert ax.get_yticklabels()[0].get_text() == "layer 1"
     with pytest.raises(ValueError):
         plot_sharing_map([])
+    plt.close("all")
+
+
+def test_deep_sets_family_counts_phi_once_per_element():
+    example = family_example("elements (Deep Sets)", 3)
+    phi, rho = (sl.count_parameters(m) for m in (example.model.phi, example.model.rho))
+    assert example.per_use == example.size * phi + rho
+    assert example.unique == phi + rho
+
+
+@pytest.mark.parametrize(("n", "kernel_size"), [(5, 3), (6, 3), (8, 5)])
+def test_sharing_patterns_count_their_stored_numbers(n, kernel_size):
+    patterns = sharing_patterns(n, kernel_size)
+    conv = patterns["1-D convolution"]
+    assert int(conv.max()) + 1 == kernel_size
+    assert int((conv >= 0).sum()) == n * kernel_size  # a band of width kernel_size per row
+    assert int(patterns["cyclic shifts"].max()) + 1 == n
+    assert int(patterns["all permutations"].max()) + 1 == 2
+    # the 3-tap conv's entries are a subset of the circulant's diagonals
+    circulant = patterns["cyclic shifts"]
+    for value in range(kernel_size):
+        assert circulant[conv == value].unique().numel() == 1
+
+
+def test_sharing_patterns_bad_input_and_plot():
+    with pytest.raises(ValueError, match="kernel_size"):
+        sharing_patterns(6, 4)
+    with pytest.raises(ValueError, match="n"):
+        sharing_patterns(1)
+    plot_sharing_patterns(5)
     plt.close("all")

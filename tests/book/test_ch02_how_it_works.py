@@ -3,6 +3,7 @@ sweep and the figures."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -11,13 +12,22 @@ from torch import nn
 from shared_lib.book.ch02_how_it_works import (
     KINDS,
     LEARNING_RATES,
+    SET_KINDS,
+    SET_TASKS,
     PositionResult,
+    _set_labels,
     plot_conv_as_dense,
     plot_filters,
+    plot_set_results,
     plot_sharing_explorer,
     position_model,
     run_position_experiment,
+    run_set_experiment,
+    set_invariance_error,
+    set_model,
+    set_task,
     train_position_model,
+    train_set_model,
     with_validation,
 )
 from shared_lib.counting import count_parameters
@@ -114,8 +124,6 @@ def test_run_position_experiment_and_plots():
         plot_sharing_explorer(results, "yes", 30)
     with pytest.raises(ValueError, match="MLP"):
         plot_filters(where)
-    import matplotlib.pyplot as plt
-
     plt.close("all")
 
 
@@ -152,3 +160,75 @@ def test_the_sweep_keeps_the_best_validation_run():
         run_position_experiment("mlp", 40, lrs=())
     with pytest.raises(ValueError, match="lrs"):
         run_position_experiment("mlp", 40, lr=0.1)
+
+
+@pytest.mark.parametrize("task", SET_TASKS)
+def test_set_tasks_are_balanced_and_seeded(task):
+    data = set_task(task, 200, seed=3, n_validation=2000, n_test=1000)
+    assert data.x_train.shape == (200, 9, 1)
+    assert abs(data.validation[1].float().mean().item() - 0.5) < 0.05
+    again = set_task(task, 200, seed=3, n_validation=2000, n_test=1000)
+    assert torch.equal(data.x_train, again.x_train)
+    assert not torch.equal(data.x_train, set_task(task, 200, seed=4).x_train)
+
+
+def test_order_test_set_pairs_every_set_with_its_swap():
+    x, y = set_task("order", 10, seed=0, n_test=40).test
+    first, second = x[:20], x[20:]
+    assert torch.equal(second[:, 0], first[:, -1]) and torch.equal(second[:, -1], first[:, 0])
+    assert torch.equal(y[:20], 1 - y[20:])
+    assert torch.equal(second[:, 1:-1], first[:, 1:-1])
+
+
+def test_count_label_is_order_free():
+    data = set_task("count", 50, seed=1)
+    x, y = data.test
+    assert torch.equal(_set_labels("count", x.flip(1)), y)
+
+
+def test_set_models_shapes_counts_and_invariance():
+    x = torch.randn(30, 9, 1)
+    counts = {}
+    for kind in SET_KINDS:
+        torch.manual_seed(0)
+        model = set_model(kind)
+        assert model(x).shape == (30, 2)
+        counts[kind] = count_parameters(model)
+    assert counts["mlp"] > counts["deepsets+position"] > counts["deepsets"]
+    torch.manual_seed(0)
+    assert set_invariance_error(set_model("deepsets"), x) < 1e-5
+    assert set_invariance_error(set_model("deepsets+position"), x) > 1e-3
+    assert set_invariance_error(set_model("mlp"), x) > 1e-3
+
+
+def test_deep_sets_is_at_chance_on_the_paired_order_test_even_after_training():
+    result = train_set_model("deepsets", set_task("order", 100, seed=0), steps=30)
+    assert abs(result.accuracy["test"] - 0.5) < 0.02
+
+
+def test_set_experiment_keeps_the_best_validation_run_and_plots():
+    results = {
+        (kind, task, 0): run_set_experiment(kind, task, 40, 0, lrs=(1e-2, 1e-3), steps=10)
+        for kind in SET_KINDS
+        for task in SET_TASKS
+    }
+    best = results["mlp", "count", 0]
+    assert set(best.validation) == {1e-3, 1e-2}
+    assert best.accuracy["validation"] == max(best.validation.values())
+    assert best.lr in best.validation
+    ax = plot_set_results(results)
+    assert len(ax.get_xticklabels()) == len(SET_TASKS)
+    plt.close("all")
+
+
+def test_set_bad_input():
+    with pytest.raises(ValueError, match="task"):
+        set_task("sum", 10)
+    with pytest.raises(ValueError, match="set_size"):
+        set_task("count", 10, set_size=8)
+    with pytest.raises(ValueError, match="kind"):
+        set_model("transformer")
+    with pytest.raises(ValueError, match="lrs"):
+        run_set_experiment("mlp", "count", 10, lrs=())
+    with pytest.raises(ValueError, match="steps"):
+        train_set_model("mlp", set_task("count", 10), steps=0)
