@@ -14,12 +14,19 @@ and a validation set, it trains every model at each of them and keeps, per model
 one with the best validation accuracy: each side of a comparison gets its own best recipe.
 
 :func:`kv_cache_bytes` and :func:`weight_bytes` give the two memories of a Transformer at
-inference, for the chapter's comparison of cross-layer weight sharing with key/value sharing.
+inference, for the chapter's comparison of cross-layer weight sharing with key/value sharing;
+:func:`kv_cache_curves` and :func:`plot_kv_cache` draw them against context length for the
+explorer. :class:`CrossLayerKVDecoder` is the Llama-style decoder with keys and values shared
+across adjacent layers (cross-layer attention), and :func:`train_kv_variants` trains it with
+multi-head, grouped-query, multi-query and cross-layer sharing on :func:`recall_task`, each at
+its own best learning rate.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,18 +36,29 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared_lib._validation import check_int
+from shared_lib._validation import check_instance, check_int
 from shared_lib.data import Split
 from shared_lib.data.splits import balanced_subset
+from shared_lib.models.llama import Decoder, DecoderConfig, _rotary_angles, _rotate
 from shared_lib.training import train_steps
 
 __all__ = [
+    "CrossLayerKVDecoder",
+    "KVSharingResult",
     "LearningCurves",
+    "cache_layers",
+    "cached_bytes",
     "hold_out",
     "kv_cache_bytes",
+    "kv_cache_curves",
+    "kv_variants",
+    "largest_divisor_at_most",
     "learning_curves",
+    "plot_kv_cache",
     "plot_learning_curves",
     "plot_step_costs",
+    "recall_task",
+    "train_kv_variants",
     "weight_bytes",
 ]
 
@@ -288,23 +306,38 @@ def hold_out(data: Split, n: int, seed: int) -> tuple[Split, tuple[torch.Tensor,
 # Memory at inference.
 
 
+#: Bytes per value → the dtype :func:`shared_lib.models.kv_cache_bytes` sizes a cache in.
+_DTYPES = {1: torch.uint8, 2: torch.bfloat16, 4: torch.float32, 8: torch.float64}
+
+
 def weight_bytes(config, bytes_per_value: int = 2) -> int:
     """Bytes of the stored weights of a model built from a config, counted on the meta device.
 
-    The config is a :class:`~shared_lib.models.transformer.TransformerConfig`; two bytes per value
-    (fp16/bf16) by default.
+    The config is a :class:`~shared_lib.models.transformer.TransformerConfig` or a
+    :class:`~shared_lib.models.llama.DecoderConfig` (anything
+    :func:`~shared_lib.models.build_model` takes); two bytes per value (fp16/bf16) by default.
+    Tied tensors count once.
 
     Examples:
         ALBERT-base stores about a ninth of BERT-base's weights (12M against 108M parameters):
 
-        >>> from shared_lib.models import PRESETS
+        >>> from shared_lib.models import DECODER_PRESETS, PRESETS
         >>> round(weight_bytes(PRESETS["bert-base"]) / weight_bytes(PRESETS["albert-base"]), 1)
         9.3
+        >>> round(weight_bytes(DECODER_PRESETS["llama-3.2-1b"]) / 2**30, 2)  # GiB, bf16
+        2.3
     """
+    check_int(bytes_per_value, "bytes_per_value", 1)
+    return bytes_per_value * _stored_parameters(config)
+
+
+@functools.lru_cache(maxsize=64)
+def _stored_parameters(config) -> int:
+    """Stored parameters of the model a (frozen, hashable) config builds, counted once."""
     from shared_lib.counting import count_parameters
     from shared_lib.models import build_model
 
-    return bytes_per_value * count_parameters(build_model(config, device="meta"))
+    return count_parameters(build_model(config, device="meta"))
 
 
 def kv_cache_bytes(
@@ -315,39 +348,572 @@ def kv_cache_bytes(
     kv_layers: int | None = None,
     bytes_per_value: int = 2,
 ) -> int:
-    """Bytes of the key/value cache of a Transformer of this shape, decoding ``sequence_length``
-    tokens: ``2 (keys and values) × layers × kv_heads × head_dim × sequence × batch``.
+    """Bytes of the key/value cache of a Transformer of this shape decoding ``sequence_length``
+    tokens, with the two ways of sharing keys and values as arguments: fewer key/value heads
+    per layer, fewer layers that keep a cache.
 
-    Cross-layer *weight* sharing does not enter the formula: every layer still computes and
-    caches its own keys and values. What shrinks the cache is sharing the keys and values
-    themselves: fewer key/value heads (``kv_heads``: 1 for multi-query, a few for grouped-query
-    attention) or fewer layers that keep a cache (``kv_layers``: cross-layer KV sharing).
+    The library's :func:`shared_lib.models.kv_cache_bytes` sizes the cache of a decoder from
+    its :class:`~shared_lib.models.llama.DecoderConfig`; this function delegates to it, and
+    differs in what it accepts: any config with ``num_layers``, ``num_heads`` and
+    ``hidden_size`` (the BERT/ALBERT shapes of a
+    :class:`~shared_lib.models.transformer.TransformerConfig` too, as if they decoded), and
+    the what-ifs of the chapter: ``kv_heads`` (1 for multi-query, a few for grouped-query
+    attention) and ``kv_layers`` (cross-layer KV sharing: layers that compute and keep their
+    own keys and values; the others read them). The formula is ``2 (keys and values) ×
+    kv_layers × kv_heads × head_dim × sequence × batch × bytes per value``.
+
+    Cross-layer *weight* sharing does not enter it: every layer of ALBERT still computes and
+    caches its own keys and values.
 
     Args:
-        config: a :class:`~shared_lib.models.transformer.TransformerConfig` (its ``num_layers``,
-            ``num_heads`` and ``hidden_size`` are used).
+        config: a :class:`~shared_lib.models.llama.DecoderConfig` or a
+            :class:`~shared_lib.models.transformer.TransformerConfig`.
         sequence_length: tokens cached per sequence.
         batch: sequences decoded at once.
-        kv_heads: key/value heads per layer (default: ``num_heads``, plain multi-head attention).
+        kv_heads: key/value heads per layer (default: the config's, ``num_kv_heads`` of a
+            decoder, ``num_heads`` otherwise); must divide ``num_heads``.
         kv_layers: layers that keep their own cache (default: ``num_layers``).
-        bytes_per_value: 2 for fp16/bf16.
+        bytes_per_value: 1, 2 (fp16/bf16), 4 or 8.
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size is below 1, ``kv_heads`` does not divide ``num_heads``, or
+            ``bytes_per_value`` is not 1, 2, 4 or 8.
 
     Examples:
-        >>> from shared_lib.models import PRESETS
+        >>> from shared_lib.models import DECODER_PRESETS, PRESETS
         >>> kv_cache_bytes(PRESETS["bert-base"], 512)  # 2 × 12 × 12 × 64 × 512 × 2 bytes
         18874368
         >>> kv_cache_bytes(PRESETS["albert-base"], 512) == kv_cache_bytes(PRESETS["bert-base"], 512)
         True
+        >>> llama = DECODER_PRESETS["llama-3.2-1b"]  # 16 layers, 8 KV heads of 64
+        >>> kv_cache_bytes(llama, 1), kv_cache_bytes(llama, 1, kv_layers=8)  # + CLA pairs
+        (32768, 16384)
     """
+    import dataclasses
+
+    from shared_lib import models
+
     check_int(sequence_length, "sequence_length", 1)
     check_int(batch, "batch", 1)
     check_int(bytes_per_value, "bytes_per_value", 1)
-    kv_heads = config.num_heads if kv_heads is None else kv_heads
-    kv_layers = config.num_layers if kv_layers is None else kv_layers
-    check_int(kv_heads, "kv_heads", 1)
-    check_int(kv_layers, "kv_layers", 1)
-    head_dim = config.hidden_size // config.num_heads
-    return 2 * kv_layers * kv_heads * head_dim * sequence_length * batch * bytes_per_value
+    if bytes_per_value not in _DTYPES:
+        raise ValueError(f"bytes_per_value must be one of {sorted(_DTYPES)}, got {bytes_per_value}")
+    if isinstance(config, models.DecoderConfig):
+        decoder = config
+    else:  # the shape of an encoder (or any config with these fields), as a decoder's
+        decoder = models.DecoderConfig(
+            vocab_size=1,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            intermediate_size=1,
+            head_dim=config.hidden_size // config.num_heads,
+        )
+    if kv_heads is not None:
+        check_int(kv_heads, "kv_heads", 1)
+        decoder = dataclasses.replace(decoder, num_kv_heads=kv_heads)
+    if kv_layers is not None:
+        check_int(kv_layers, "kv_layers", 1)
+        decoder = dataclasses.replace(decoder, num_layers=kv_layers)
+    return models.kv_cache_bytes(decoder, sequence_length, batch, dtype=_DTYPES[bytes_per_value])
+
+
+def cache_layers(num_layers: int, share_every: int) -> int:
+    """Layers that compute and keep keys and values when groups of ``share_every`` adjacent
+    layers share one cache (the first of each group computes it): ``ceil(L / share_every)``.
+
+    Examples:
+        >>> cache_layers(16, 2), cache_layers(5, 2), cache_layers(4, 1)
+        (8, 3, 4)
+    """
+    check_int(num_layers, "num_layers", 1)
+    check_int(share_every, "share_every", 1)
+    return -(-num_layers // share_every)
+
+
+class CrossLayerKVDecoder(Decoder):
+    """A :class:`~shared_lib.models.llama.Decoder` whose adjacent layers share keys and values:
+    cross-layer attention (Brandon et al., 2024), for chapter 03's key/value-sharing experiment.
+
+    The layers go in groups of ``share_every``: the first layer of a group computes keys and
+    values from its own input, as usual, and caches them; the other layers of the group keep
+    their own queries, output projection and feed-forward but have no ``k_proj``/``v_proj``:
+    they attend to the first layer's keys and values. Within a layer, ``num_kv_heads`` gives
+    grouped-query (or multi-query) attention as in the Decoder. With ``share_every=1`` nothing
+    is shared across layers and the model computes what a Decoder computes with the same
+    weights. Attention is written out (not ``scaled_dot_product_attention``), so that many
+    copies train at once under :func:`torch.func.vmap`.
+
+    Args:
+        config: a :class:`~shared_lib.models.llama.DecoderConfig`.
+        share_every: layers per group that read one cache.
+        device: where to create the parameters.
+        dtype: their dtype.
+
+    Raises:
+        TypeError: ``config`` is not a DecoderConfig, or ``share_every`` not an int.
+        ValueError: ``share_every`` is below 1.
+
+    Examples:
+        Four layers in two pairs: the second layer of each pair has no key/value projection,
+        and the model keeps two caches, not four.
+
+        >>> import torch
+        >>> from shared_lib.models import DecoderConfig
+        >>> config = DecoderConfig(vocab_size=32, hidden_size=24, num_layers=4, num_heads=4,
+        ...                        intermediate_size=48)
+        >>> model = CrossLayerKVDecoder(config, share_every=2)
+        >>> model.layers[1].attention.k_proj is None, model.cache_sources
+        (True, [0, 0, 2, 2])
+        >>> cache = model.kv_cache(torch.randint(0, 32, (1, 5)))
+        >>> cache[0] is cache[1], cache[1] is cache[2]
+        (True, False)
+    """
+
+    def __init__(
+        self,
+        config: DecoderConfig,
+        share_every: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(config, device=device, dtype=dtype)
+        self.share_every = check_int(share_every, "share_every", 1)
+        #: The layer whose keys and values each layer reads.
+        self.cache_sources = [i - i % share_every for i in range(config.num_layers)]
+        for i, layer in enumerate(self.layers):
+            if self.cache_sources[i] != i:  # a reader: its keys and values come from elsewhere
+                layer.attention.k_proj = None
+                layer.attention.v_proj = None
+
+    def _run(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """The final hidden states and, per layer, the ``(keys, values)`` it attended to."""
+        batch, length = input_ids.shape
+        x = self.embed_tokens(input_ids)
+        if self.config.gemma_scaling:
+            x = x * torch.tensor(math.sqrt(self.config.hidden_size), dtype=x.dtype, device=x.device)
+        width = self.config.head_width
+        cos, sin = _rotary_angles(length, width, self.config.rope_theta, like=x)
+        future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+        caches = []
+        for i, layer in enumerate(self.layers):
+            attention = layer.attention
+            h = layer.attention_norm(x)
+
+            def heads(projection: nn.Linear, count: int, h=h) -> torch.Tensor:
+                return projection(h).view(batch, length, count, width).transpose(1, 2)
+
+            if self.cache_sources[i] == i:
+                keys = _rotate(heads(attention.k_proj, attention.kv_heads), cos, sin)
+                caches.append((keys, heads(attention.v_proj, attention.kv_heads)))
+            else:
+                caches.append(caches[self.cache_sources[i]])  # the same tensors, not a copy
+            keys, values = caches[i]
+            group = attention.num_heads // attention.kv_heads
+            # Query heads j·g … j·g + g - 1 read key/value head j (as in the Decoder).
+            queries = _rotate(heads(attention.q_proj, attention.num_heads), cos, sin)
+            queries = queries.view(batch, attention.kv_heads, group, length, width)
+            scores = queries @ keys.unsqueeze(2).transpose(-1, -2) / math.sqrt(width)
+            weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+            mixed = (weights @ values.unsqueeze(2)).view(batch, attention.num_heads, length, width)
+            branch = attention.o_proj(mixed.transpose(1, 2).reshape(batch, length, -1))
+            if layer.post_attention_norm is not None:
+                branch = layer.post_attention_norm(branch)
+            x = x + branch
+            branch = layer.feed_forward(layer.feed_forward_norm(x))
+            if layer.post_feed_forward_norm is not None:
+                branch = layer.post_feed_forward_norm(branch)
+            x = x + branch
+        return self.norm(x), caches
+
+    def kv_cache(self, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the ``(keys, values)`` it attends to, each ``(batch, kv_heads, length,
+        head_dim)``; the layers of one group hold the very same tensors."""
+        return self._run(input_ids)[1]
+
+    def forward(
+        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits and, given ``targets`` (-1 = ignored), the mean cross-entropy."""
+        if input_ids.dim() != 2:
+            raise ValueError(
+                f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}"
+            )
+        logits = self.lm_head(self._run(input_ids)[0])
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
+            )
+        return logits, loss
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, share_every={self.share_every}"
+
+
+def cached_bytes(cache: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """Bytes of the distinct tensors in a :meth:`CrossLayerKVDecoder.kv_cache` (a tensor that
+    several layers read counts once): what a decoder would keep for these tokens."""
+    distinct = {id(t): t for pair in cache for t in pair}
+    return sum(t.numel() * t.element_size() for t in distinct.values())
+
+
+def recall_task(
+    n: int, pairs: int = 6, keys: int = 8, values: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Associative recall, a language-modelling task that needs attention (chapter 03).
+
+    Each sequence first lists ``pairs`` distinct keys with a random value each, one token per
+    pair (token ``key × values + value``, of ``keys × values`` pair tokens), then asks for every
+    key again in a random order (token ``keys × values + key``). The target after each question
+    is the value of that key (token ``keys × values + keys + value``); the other positions are
+    -1 (ignored). To answer, a model must find the earlier pair whose key matches the question
+    and read its value out: a job for attention, which one layer can do. The vocabulary has
+    ``keys × values + keys + values`` tokens.
+
+    Args:
+        n: number of sequences.
+        pairs: pairs per sequence (the sequence is ``2 × pairs`` tokens).
+        keys: number of distinct keys, at least ``pairs``.
+        values: number of distinct values.
+        seed: fixes the sequences.
+
+    Returns:
+        ``tokens`` and ``targets``, both ``(n, 2 × pairs)`` int64.
+
+    Raises:
+        TypeError: an argument is not an int.
+        ValueError: an argument is below its minimum, or ``keys < pairs``.
+
+    Examples:
+        >>> tokens, targets = recall_task(1, pairs=2, keys=3, values=4, seed=0)
+        >>> tokens.shape, targets.tolist()[0][:2], (targets >= 0).sum().item()
+        (torch.Size([1, 4]), [-1, -1], 2)
+        >>> stored = {int(t) // 4: int(t) % 4 for t in tokens[0, :2]}  # key: value
+        >>> asked = [int(t) - 12 for t in tokens[0, 2:]]
+        >>> [stored[key] for key in asked] == [int(t) - 15 for t in targets[0, 2:]]
+        True
+    """
+    check_int(n, "n", 1)
+    check_int(pairs, "pairs", 1)
+    check_int(values, "values", 1)
+    check_int(keys, "keys", pairs)
+    check_int(seed, "seed", 0)
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.rand(n, keys, generator=generator).argsort(dim=1)[:, :pairs]
+    answers = torch.randint(0, values, (n, pairs), generator=generator)
+    order = torch.rand(n, pairs, generator=generator).argsort(dim=1)
+    asked, recalled = chosen.gather(1, order), answers.gather(1, order)
+    questions = keys * values  # first question token; the value tokens follow the questions
+    tokens = torch.cat([chosen * values + answers, questions + asked], dim=1)
+    targets = torch.full_like(tokens, -1)
+    targets[:, pairs:] = questions + keys + recalled
+    return tokens, targets
+
+
+def kv_variants(base: DecoderConfig, gqa_heads: int) -> dict[str, tuple[DecoderConfig, int]]:
+    """Multi-head, grouped-query, multi-query and cross-layer variants of ``base`` with exactly
+    the same number of parameters (chapter 03).
+
+    ``base`` is the multi-head model (``num_kv_heads=None``). The key/value projection
+    parameters a variant saves are given back to the feed-forward: a gated feed-forward holds
+    ``3 × hidden × intermediate`` weights, so ``saved / (3 × hidden)`` is added to the
+    intermediate width of every layer. The cross-layer variant keeps all the heads and shares
+    keys and values in adjacent pairs of layers (:class:`CrossLayerKVDecoder` with
+    ``share_every=2``); its readers' missing projections are spread over all the layers.
+
+    Args:
+        base: the multi-head config, without biases on the projections.
+        gqa_heads: key/value heads of the grouped-query variant (dividing ``num_heads``).
+
+    Returns:
+        Name → ``(config, share_every)`` for :func:`train_kv_variants`.
+
+    Raises:
+        ValueError: ``base`` has ``num_kv_heads`` or attention biases, an odd number of layers,
+            or sizes for which a saving is not a whole number of feed-forward units.
+
+    Examples:
+        >>> from shared_lib.counting import count_parameters
+        >>> from shared_lib.models import DecoderConfig
+        >>> base = DecoderConfig(vocab_size=80, hidden_size=24, num_layers=2, num_heads=4,
+        ...                      intermediate_size=48)
+        >>> variants = kv_variants(base, gqa_heads=2)
+        >>> {name: config.intermediate_size for name, (config, _) in variants.items()}
+        {'multi-head': 48, 'grouped-query': 56, 'multi-query': 60, 'cross-layer': 56}
+        >>> {count_parameters(CrossLayerKVDecoder(*v)) for v in variants.values()}
+        {15480}
+    """
+    import dataclasses
+
+    check_instance(base, "base", DecoderConfig, "DecoderConfig")
+    if base.num_kv_heads is not None or base.attention_bias:
+        raise ValueError("base must be multi-head (num_kv_heads=None) without attention biases")
+    if base.num_layers % 2:
+        raise ValueError(f"base.num_layers must be even for pairs of layers, got {base.num_layers}")
+    hidden, width = base.hidden_size, base.head_width
+    unit = 3 * hidden  # parameters of one more feed-forward unit
+
+    def wider(saved_per_layer: int) -> int:
+        if saved_per_layer % unit:
+            raise ValueError(
+                f"saving {saved_per_layer} parameters per layer is not a whole number of "
+                f"feed-forward units of {unit}; choose other sizes"
+            )
+        return base.intermediate_size + saved_per_layer // unit
+
+    def saved(kv_heads: int) -> int:  # k_proj and v_proj, per layer
+        return 2 * hidden * (base.num_heads - kv_heads) * width
+
+    check_int(gqa_heads, "gqa_heads", 1)
+    cross_layer_saving = 2 * hidden * base.num_heads * width // 2  # half the layers, spread
+    replace = dataclasses.replace
+    return {
+        "multi-head": (base, 1),
+        "grouped-query": (
+            replace(base, num_kv_heads=gqa_heads, intermediate_size=wider(saved(gqa_heads))),
+            1,
+        ),
+        "multi-query": (replace(base, num_kv_heads=1, intermediate_size=wider(saved(1))), 1),
+        "cross-layer": (replace(base, intermediate_size=wider(cross_layer_saving)), 2),
+    }
+
+
+@dataclass(frozen=True)
+class KVSharingResult:
+    """The key/value-sharing experiment of chapter 03, one entry per variant.
+
+    Attributes:
+        parameters: stored parameters of each variant.
+        cache_bytes_per_token: bytes its key/value cache grows by per token (bf16, formula).
+        measured_cache_bytes: bytes of the distinct key/value tensors the trained model
+            really produced for one sequence of the task (float32).
+        validation_loss: learning rate → loss on the recalled values of the validation set.
+        learning_rate: the rate with the lowest validation loss.
+        test_loss: the loss on the recalled values of the test set at that rate.
+        test_accuracy: the fraction of recalled values predicted right, at that rate.
+    """
+
+    parameters: dict[str, int]
+    cache_bytes_per_token: dict[str, int]
+    measured_cache_bytes: dict[str, int]
+    validation_loss: dict[str, dict[float, float]]
+    learning_rate: dict[str, float]
+    test_loss: dict[str, float]
+    test_accuracy: dict[str, float]
+
+    def table(self) -> str:
+        """A text table, one row per variant."""
+        lines = [
+            f"{'variant':<28}{'parameters':>11}{'KV bytes/token':>15}{'lr':>8}"
+            f"{'test loss':>10}{'accuracy':>9}"
+        ]
+        for name in self.parameters:
+            lines.append(
+                f"{name:<28}{self.parameters[name]:>11,}{self.cache_bytes_per_token[name]:>15,}"
+                f"{self.learning_rate[name]:>8g}{self.test_loss[name]:>10.3f}"
+                f"{self.test_accuracy[name]:>9.3f}"
+            )
+        return "\n".join(lines)
+
+
+def train_kv_variants(
+    variants: Mapping[str, tuple[DecoderConfig, int]],
+    train: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    learning_rates: Sequence[float] = (3e-3, 1e-2),
+    steps: int = 200,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> KVSharingResult:
+    """Train each variant of :class:`CrossLayerKVDecoder` at every learning rate, keep the rate
+    best on validation and report the test loss there (chapter 03).
+
+    All the rates of one variant train together, vectorised with :func:`torch.func.vmap`
+    (Adam per model with its own rate), from the same initialisation (fixed by ``seed``) and on
+    the same minibatches, drawn with replacement from ``train`` in an order fixed by ``seed``;
+    every variant sees the same minibatches too. The losses are the mean cross-entropy on the
+    targets that are not -1. The global random state is left untouched.
+
+    Args:
+        variants: name → ``(config, share_every)``.
+        train: ``(tokens, targets)`` to draw minibatches from.
+        validation: ``(tokens, targets)`` that choose the learning rate.
+        test: ``(tokens, targets)`` that measure the chosen model.
+        learning_rates: Adam's rates to try.
+        steps: optimizer steps.
+        batch_size: sequences per step.
+        seed: fixes the initialisation and the minibatches.
+
+    Returns:
+        The measurements of every variant.
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from shared_lib.counting import count_parameters
+
+    if not variants:
+        raise ValueError("variants must name at least one (config, share_every)")
+    rates = tuple(float(rate) for rate in learning_rates)
+    if not rates or not all(rate > 0 for rate in rates):
+        raise ValueError(f"learning_rates must be a non-empty sequence of rates > 0, got {rates}")
+    check_int(steps, "steps", 1)
+    check_int(batch_size, "batch_size", 1)
+    tokens, targets = train
+    result = {field: {} for field in KVSharingResult.__dataclass_fields__}
+    for name, (config, share_every) in variants.items():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = CrossLayerKVDecoder(config, share_every)
+        copies = [copy.deepcopy(model) for _ in rates]
+        params, buffers = stack_module_state(copies)
+        template = copy.deepcopy(model).to("meta")
+
+        def loss_of(p, b, x, y, template=template):
+            return functional_call(template, (p, b), (x, y))[1]
+
+        def logits_of(p, b, x, template=template):
+            return functional_call(template, (p, b), (x,))[0]
+
+        optimizer = _PerModelAdam(params.values(), torch.tensor(rates))
+        generator = torch.Generator().manual_seed(seed)
+
+        def minibatches(generator=generator):
+            for _ in range(steps):
+                yield torch.randint(0, len(tokens), (batch_size,), generator=generator)
+
+        batched_loss = vmap(loss_of, in_dims=(0, 0, None, None))
+        train_steps(
+            optimizer,
+            minibatches(),
+            lambda index, f=batched_loss, p=params, b=buffers: f(
+                p, b, tokens[index], targets[index]
+            ).sum(),
+        )
+        with torch.no_grad():
+            evaluate = vmap(logits_of, in_dims=(0, 0, None))
+            scores = {}
+            for split, (x, y) in (("validation", validation), ("test", test)):
+                logits = evaluate(params, buffers, x)  # (rates, n, length, vocab)
+                keep = y >= 0
+                chosen_logits = logits[:, keep]  # (rates, targets, vocab)
+                losses = torch.stack(
+                    [F.cross_entropy(row, y[keep]) for row in chosen_logits]
+                ).tolist()
+                right = (chosen_logits.argmax(-1) == y[keep]).float().mean(1).tolist()
+                scores[split] = (losses, right)
+            best = min(range(len(rates)), key=lambda i: scores["validation"][0][i])
+            state = {key: value[best] for key, value in params.items()}
+            model.load_state_dict(state, strict=False)
+            cache = model.kv_cache(test[0][:1])
+        result["parameters"][name] = count_parameters(model)
+        kv_layers = cache_layers(config.num_layers, share_every)
+        result["cache_bytes_per_token"][name] = kv_cache_bytes(config, 1, kv_layers=kv_layers)
+        result["measured_cache_bytes"][name] = cached_bytes(cache)
+        result["validation_loss"][name] = dict(zip(rates, scores["validation"][0], strict=True))
+        result["learning_rate"][name] = rates[best]
+        result["test_loss"][name] = scores["test"][0][best]
+        result["test_accuracy"][name] = scores["test"][1][best]
+    return KVSharingResult(**result)
+
+
+def largest_divisor_at_most(n: int, limit: int) -> int:
+    """The largest divisor of ``n`` that is at most ``limit`` (a valid count of key/value heads
+    for ``n`` query heads).
+
+    Examples:
+        >>> [largest_divisor_at_most(heads, 4) for heads in (32, 14, 9)]
+        [4, 2, 3]
+    """
+    check_int(n, "n", 1)
+    check_int(limit, "limit", 1)
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def kv_cache_curves(
+    config: DecoderConfig, lengths: Sequence[int], gqa_heads: int, batch: int = 1
+) -> dict[str, list[int]]:
+    """Bytes (bf16) of the key/value cache against context length under each way of sharing
+    keys and values, and of the weights, for one decoder (chapter 03's explorer).
+
+    The schemes: multi-head attention (a key/value head per query head), the config's own
+    attention, grouped-query attention with ``gqa_heads`` key/value heads (the largest divisor
+    of the query heads up to it), multi-query attention (one), and the config's own attention
+    with cross-layer attention in adjacent pairs (half the layers keep a cache). The label of
+    each curve says its key/value heads and cache layers.
+
+    Args:
+        config: a :class:`~shared_lib.models.llama.DecoderConfig`.
+        lengths: context lengths (tokens per sequence).
+        gqa_heads: key/value heads wanted for the grouped-query curve.
+        batch: sequences decoded at once.
+
+    Returns:
+        Curve label → bytes at each length; the key ``"weights"`` holds the (constant) bytes of
+        the weights.
+
+    Examples:
+        >>> from shared_lib.models import DECODER_PRESETS
+        >>> curves = kv_cache_curves(DECODER_PRESETS["llama-3.2-1b"], [1, 2], gqa_heads=4)
+        >>> {label: values[0] for label, values in curves.items() if label != "weights"}
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'multi-head: 32 KV heads × 16 layers': 131072,
+         'as published: 8 KV heads × 16 layers': 32768,
+         'grouped-query: 4 KV heads × 16 layers': 16384,
+         'multi-query: 1 KV head × 16 layers': 4096,
+         'as published + cross-layer pairs: 8 KV heads × 8 layers': 16384}
+    """
+    check_instance(config, "config", DecoderConfig, "DecoderConfig")
+    lengths = [check_int(length, "lengths[...]", 1) for length in lengths]
+    layers, heads = config.num_layers, config.num_heads
+    gqa = largest_divisor_at_most(heads, gqa_heads)
+    schemes = {  # label: (kv heads, cache layers)
+        f"multi-head: {heads} KV heads × {layers} layers": (heads, layers),
+        f"as published: {config.kv_heads} KV heads × {layers} layers": (config.kv_heads, layers),
+        f"grouped-query: {gqa} KV heads × {layers} layers": (gqa, layers),
+        f"multi-query: 1 KV head × {layers} layers": (1, layers),
+        f"as published + cross-layer pairs: {config.kv_heads} KV heads × "
+        f"{cache_layers(layers, 2)} layers": (config.kv_heads, cache_layers(layers, 2)),
+    }
+    curves = {
+        label: [kv_cache_bytes(config, n, batch, kv, kv_layers) for n in lengths]
+        for label, (kv, kv_layers) in schemes.items()
+    }
+    curves["weights"] = [weight_bytes(config)] * len(lengths)
+    return curves
+
+
+def plot_kv_cache(curves: Mapping[str, Sequence[int]], lengths: Sequence[int], title: str = ""):
+    """Key/value cache (GiB) against context length, one line per scheme, and the weights as a
+    dashed line (chapter 03's explorer); both axes logarithmic.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from shared_lib.plotting import PALETTE, book_style
+
+    if "weights" not in curves:
+        raise ValueError("curves must hold 'weights' (from kv_cache_curves)")
+    with book_style():
+        figure, ax = plt.subplots(figsize=(8.0, 3.8))
+        schemes = [label for label in curves if label != "weights"]
+        for i, label in enumerate(schemes):
+            ax.plot(lengths, [b / 2**30 for b in curves[label]], marker="o", ms=3,
+                    color=PALETTE[i % len(PALETTE)], label=label)  # fmt: skip
+        ax.plot(lengths, [b / 2**30 for b in curves["weights"]], ls="--", color="black",
+                label="weights (bf16)")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context length (tokens, one sequence)")
+        ax.set_ylabel("memory (GiB, bf16)")
+        ax.set_title(title)
+        ax.legend(fontsize=7, loc="upper left")
+        figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.15)
+    return figure
 
 
 def plot_learning_curves(curves: LearningCurves, ax=None, title: str | None = None, colors=None):
