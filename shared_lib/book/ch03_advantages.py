@@ -16,8 +16,9 @@ one with the best validation accuracy: each side of a comparison gets its own be
 :func:`kv_cache_bytes` and :func:`weight_bytes` give the two memories of a Transformer at
 inference, for the chapter's comparison of cross-layer weight sharing with key/value sharing;
 :func:`kv_cache_curves` and :func:`plot_kv_cache` draw them against context length for the
-explorer. :class:`CrossLayerKVDecoder` is the Llama-style decoder with keys and values shared
-across adjacent layers (cross-layer attention), and :func:`train_kv_variants` trains it with
+explorer. :class:`~shared_lib.models.llama.CrossLayerKVDecoder` (in the library) is the
+Llama-style decoder with keys and values shared across adjacent layers (cross-layer
+attention), and :func:`train_kv_variants` trains it with
 multi-head, grouped-query, multi-query and cross-layer sharing on :func:`recall_task`, each at
 its own best learning rate.
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,11 +39,10 @@ from torch.nn import functional as F
 from shared_lib._validation import check_instance, check_int
 from shared_lib.data import Split
 from shared_lib.data.splits import balanced_subset
-from shared_lib.models.llama import Decoder, DecoderConfig, _rotary_angles, _rotate
+from shared_lib.models.llama import CrossLayerKVDecoder, DecoderConfig
 from shared_lib.training import train_steps
 
 __all__ = [
-    "CrossLayerKVDecoder",
     "KVSharingResult",
     "LearningCurves",
     "cache_layers",
@@ -432,129 +431,10 @@ def cache_layers(num_layers: int, share_every: int) -> int:
     return -(-num_layers // share_every)
 
 
-class CrossLayerKVDecoder(Decoder):
-    """A :class:`~shared_lib.models.llama.Decoder` whose adjacent layers share keys and values:
-    cross-layer attention (Brandon et al., 2024), for chapter 03's key/value-sharing experiment.
-
-    The layers go in groups of ``share_every``: the first layer of a group computes keys and
-    values from its own input, as usual, and caches them; the other layers of the group keep
-    their own queries, output projection and feed-forward but have no ``k_proj``/``v_proj``:
-    they attend to the first layer's keys and values. Within a layer, ``num_kv_heads`` gives
-    grouped-query (or multi-query) attention as in the Decoder. With ``share_every=1`` nothing
-    is shared across layers and the model computes what a Decoder computes with the same
-    weights. Attention is written out (not ``scaled_dot_product_attention``), so that many
-    copies train at once under :func:`torch.func.vmap`.
-
-    Args:
-        config: a :class:`~shared_lib.models.llama.DecoderConfig`.
-        share_every: layers per group that read one cache.
-        device: where to create the parameters.
-        dtype: their dtype.
-
-    Raises:
-        TypeError: ``config`` is not a DecoderConfig, or ``share_every`` not an int.
-        ValueError: ``share_every`` is below 1.
-
-    Examples:
-        Four layers in two pairs: the second layer of each pair has no key/value projection,
-        and the model keeps two caches, not four.
-
-        >>> import torch
-        >>> from shared_lib.models import DecoderConfig
-        >>> config = DecoderConfig(vocab_size=32, hidden_size=24, num_layers=4, num_heads=4,
-        ...                        intermediate_size=48)
-        >>> model = CrossLayerKVDecoder(config, share_every=2)
-        >>> model.layers[1].attention.k_proj is None, model.cache_sources
-        (True, [0, 0, 2, 2])
-        >>> cache = model.kv_cache(torch.randint(0, 32, (1, 5)))
-        >>> cache[0] is cache[1], cache[1] is cache[2]
-        (True, False)
-    """
-
-    def __init__(
-        self,
-        config: DecoderConfig,
-        share_every: int = 1,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(config, device=device, dtype=dtype)
-        self.share_every = check_int(share_every, "share_every", 1)
-        #: The layer whose keys and values each layer reads.
-        self.cache_sources = [i - i % share_every for i in range(config.num_layers)]
-        for i, layer in enumerate(self.layers):
-            if self.cache_sources[i] != i:  # a reader: its keys and values come from elsewhere
-                layer.attention.k_proj = None
-                layer.attention.v_proj = None
-
-    def _run(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list]:
-        """The final hidden states and, per layer, the ``(keys, values)`` it attended to."""
-        batch, length = input_ids.shape
-        x = self.embed_tokens(input_ids)
-        if self.config.gemma_scaling:
-            x = x * torch.tensor(math.sqrt(self.config.hidden_size), dtype=x.dtype, device=x.device)
-        width = self.config.head_width
-        cos, sin = _rotary_angles(length, width, self.config.rope_theta, like=x)
-        future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
-        caches = []
-        for i, layer in enumerate(self.layers):
-            attention = layer.attention
-            h = layer.attention_norm(x)
-
-            def heads(projection: nn.Linear, count: int, h=h) -> torch.Tensor:
-                return projection(h).view(batch, length, count, width).transpose(1, 2)
-
-            if self.cache_sources[i] == i:
-                keys = _rotate(heads(attention.k_proj, attention.kv_heads), cos, sin)
-                caches.append((keys, heads(attention.v_proj, attention.kv_heads)))
-            else:
-                caches.append(caches[self.cache_sources[i]])  # the same tensors, not a copy
-            keys, values = caches[i]
-            group = attention.num_heads // attention.kv_heads
-            # Query heads j·g … j·g + g - 1 read key/value head j (as in the Decoder).
-            queries = _rotate(heads(attention.q_proj, attention.num_heads), cos, sin)
-            queries = queries.view(batch, attention.kv_heads, group, length, width)
-            scores = queries @ keys.unsqueeze(2).transpose(-1, -2) / math.sqrt(width)
-            weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-            mixed = (weights @ values.unsqueeze(2)).view(batch, attention.num_heads, length, width)
-            branch = attention.o_proj(mixed.transpose(1, 2).reshape(batch, length, -1))
-            if layer.post_attention_norm is not None:
-                branch = layer.post_attention_norm(branch)
-            x = x + branch
-            branch = layer.feed_forward(layer.feed_forward_norm(x))
-            if layer.post_feed_forward_norm is not None:
-                branch = layer.post_feed_forward_norm(branch)
-            x = x + branch
-        return self.norm(x), caches
-
-    def kv_cache(self, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer, the ``(keys, values)`` it attends to, each ``(batch, kv_heads, length,
-        head_dim)``; the layers of one group hold the very same tensors."""
-        return self._run(input_ids)[1]
-
-    def forward(
-        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Next-token logits and, given ``targets`` (-1 = ignored), the mean cross-entropy."""
-        if input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}"
-            )
-        logits = self.lm_head(self._run(input_ids)[0])
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
-            )
-        return logits, loss
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, share_every={self.share_every}"
-
-
 def cached_bytes(cache: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
-    """Bytes of the distinct tensors in a :meth:`CrossLayerKVDecoder.kv_cache` (a tensor that
-    several layers read counts once): what a decoder would keep for these tokens."""
+    """Bytes of the distinct tensors in a cache from
+    :meth:`~shared_lib.models.llama.CrossLayerKVDecoder.kv_cache` (a tensor that several layers
+    read counts once): what a decoder would keep for these tokens."""
     distinct = {id(t): t for pair in cache for t in pair}
     return sum(t.numel() * t.element_size() for t in distinct.values())
 
@@ -620,8 +500,9 @@ def kv_variants(base: DecoderConfig, gqa_heads: int) -> dict[str, tuple[DecoderC
     parameters a variant saves are given back to the feed-forward: a gated feed-forward holds
     ``3 × hidden × intermediate`` weights, so ``saved / (3 × hidden)`` is added to the
     intermediate width of every layer. The cross-layer variant keeps all the heads and shares
-    keys and values in adjacent pairs of layers (:class:`CrossLayerKVDecoder` with
-    ``share_every=2``); its readers' missing projections are spread over all the layers.
+    keys and values in adjacent pairs of layers
+    (:class:`~shared_lib.models.llama.CrossLayerKVDecoder` with ``share_every=2``); its
+    readers' missing projections are spread over all the layers.
 
     Args:
         base: the multi-head config, without biases on the projections.
@@ -728,8 +609,8 @@ def train_kv_variants(
     batch_size: int = 32,
     seed: int = 0,
 ) -> KVSharingResult:
-    """Train each variant of :class:`CrossLayerKVDecoder` at every learning rate, keep the rate
-    best on validation and report the test loss there (chapter 03).
+    """Train each variant (a :class:`~shared_lib.models.llama.CrossLayerKVDecoder`) at every
+    learning rate, keep the rate best on validation and report the test loss there (chapter 03).
 
     All the rates of one variant train together, vectorised with :func:`torch.func.vmap`
     (Adam per model with its own rate), from the same initialisation (fixed by ``seed``) and on

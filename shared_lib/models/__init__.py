@@ -41,6 +41,7 @@ from shared_lib.models.gpt import (
 from shared_lib.models.llama import (
     DECODER_PRESETS,
     DECODER_PUBLISHED_PARAMETERS,
+    CrossLayerKVDecoder,
     Decoder,
     DecoderConfig,
     DecoderLayer,
@@ -150,6 +151,7 @@ __all__ = [
     "SHARE_MODES",
     "AblationRow",
     "Block",
+    "CrossLayerKVDecoder",
     "Decoder",
     "DecoderConfig",
     "DecoderLayer",

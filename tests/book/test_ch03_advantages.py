@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from shared_lib.book.ch03_advantages import (
-    CrossLayerKVDecoder,
     LearningCurves,
     cache_layers,
     cached_bytes,
@@ -29,6 +28,7 @@ from shared_lib.book.ch03_advantages import (
 )
 from shared_lib.data.sequences import make_motif_task
 from shared_lib.data.splits import Split
+from shared_lib.models import CrossLayerKVDecoder
 from shared_lib.models.small import StepRNN
 
 
