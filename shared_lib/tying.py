@@ -881,11 +881,12 @@ def tie_embeddings(model: nn.Module) -> nn.Module:
     """Make the output layer use the input embedding's weight, and say so in the config.
 
     For any model with ``get_input_embeddings()`` and ``get_output_embeddings()`` (Hugging Face
-    models, :class:`shared_lib.models.GPT`). The output layer's own weight is discarded. A Hugging
-    Face config gets ``tie_word_embeddings=True``, so ``save_pretrained`` stores the matrix once
-    and ``from_pretrained`` re-ties it (tying by hand without the config brings the head back
-    randomly initialised), and the model's ``tie_weights()`` makes the other ties that switch
-    declares (BERT's decoder bias); shared_lib's ``GPTConfig.tie_embeddings`` is kept in sync.
+    models, :class:`~shared_lib.models.gpt.GPT`). The output layer's own weight is discarded. A
+    Hugging Face config gets ``tie_word_embeddings=True``, so ``save_pretrained`` stores the
+    matrix once and ``from_pretrained`` re-ties it (tying by hand without the config brings the
+    head back randomly initialised), and the model's ``tie_weights()`` makes the other ties that
+    switch declares (BERT's decoder bias); shared_lib's ``GPTConfig.tie_embeddings`` is kept in
+    sync.
 
     Args:
         model: the language model, changed in place.

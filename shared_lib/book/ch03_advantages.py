@@ -351,7 +351,7 @@ def kv_cache_bytes(
     tokens, with the two ways of sharing keys and values as arguments: fewer key/value heads
     per layer, fewer layers that keep a cache.
 
-    The library's :func:`shared_lib.models.kv_cache_bytes` sizes the cache of a decoder from
+    The library's :func:`~shared_lib.models.llama.kv_cache_bytes` sizes the cache of a decoder from
     its :class:`~shared_lib.models.llama.DecoderConfig`; this function delegates to it, and
     differs in what it accepts: any config with ``num_layers``, ``num_heads`` and
     ``hidden_size`` (the BERT/ALBERT shapes of a

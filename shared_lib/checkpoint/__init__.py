@@ -14,7 +14,8 @@ Engineering pitfalls motivate this package (the first two are taught in chapter 
 :func:`save_checkpoint` writes every tensor of the state dict once, under canonical names, in a
 plain model file that Hugging Face ``from_pretrained`` and ``safetensors.torch.load_model`` read
 as it is; the ties and the architecture are recorded in its metadata, the optimizer state goes
-to a file of its own beside it (:func:`optimizer_path`), and nothing is pickled.
+to a file of its own beside it
+(:func:`~shared_lib.checkpoint.format.optimizer_path`), and nothing is pickled.
 :func:`load_checkpoint` reads these files and also plain safetensors files and Hugging Face
 ``save_pretrained`` folders; it checks the architecture, copies the values in bit for bit,
 restores the ties and the optimizer state, refuses anything that does not fit with a clear error,
@@ -97,8 +98,9 @@ def save_checkpoint(
     ties. The file holds the model's tensors only, with ``format: pt`` metadata, so Hugging Face
     ``from_pretrained`` (as ``model.safetensors`` beside a ``config.json``) and
     ``safetensors.torch.load_model`` read it. The optimizer state goes to
-    :func:`optimizer_path` (``lm.safetensors`` -> ``lm.optimizer.safetensors``), which the
-    weights file names in its metadata. Wrapped models are saved under the plain model's names:
+    :func:`~shared_lib.checkpoint.format.optimizer_path` (``lm.safetensors`` ->
+    ``lm.optimizer.safetensors``), which the weights file names in its metadata. Wrapped
+    models are saved under the plain model's names:
     ``torch.compile``'d (no ``_orig_mod.``) and ``DistributedDataParallel`` (no ``module.``).
 
     **Sharded models (FSDP2):** saving is collective. Every process must call

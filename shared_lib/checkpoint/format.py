@@ -577,8 +577,8 @@ def read_header(path: str) -> CheckpointHeader:
     """Read and check the header of the checkpoint at ``path``; no tensor is loaded.
 
     ``path`` is a shared_lib checkpoint (format version 1 or 2), any other safetensors file, or
-    a Hugging Face ``save_pretrained`` folder (see :func:`shared_lib.checkpoint.sources.
-    checkpoint_files`).
+    a Hugging Face ``save_pretrained`` folder (see
+    :func:`shared_lib.checkpoint.sources.checkpoint_files`).
 
     Args:
         path: the file or folder.
@@ -801,7 +801,7 @@ def check_architecture(
             layer tied to one is missing.
 
     Returns:
-        The plan: the names to load, and those skipped.
+        The plan, with the names to load and those skipped.
 
     Raises:
         TypeError: ``strict`` is not a bool, ``dtype`` not a ``torch.dtype``.

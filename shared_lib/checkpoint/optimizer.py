@@ -100,7 +100,7 @@ def optimizer_record(
             process in any case, and a process that does not write passes ``False``.
 
     Returns:
-        A pair: the JSON-ready record of the optimizer's class, its parameter groups
+        A pair, the JSON-ready record of the optimizer's class, its parameter groups
         (parameter names and hyperparameters) and its non-tensor state by parameter name; and
         the tensors of the optimizer file by key (empty if not ``keep``).
 
@@ -185,7 +185,7 @@ def optimizer_header(record: Mapping[str, Any], checkpoint_id: str, weights_file
         weights_file: the weights file's name (without folder).
 
     Returns:
-        The string metadata: ``format``, format version, checkpoint id, weights file, record.
+        The string metadata (``format``, format version, checkpoint id, weights file, record).
 
     Examples:
         >>> from shared_lib.checkpoint.optimizer import optimizer_header

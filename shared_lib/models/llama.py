@@ -55,8 +55,8 @@ __all__ = [
     "kv_cache_bytes_per_token",
 ]
 
-#: The gate activations of the feed-forward: SwiGLU (Llama, Qwen, Mistral) or GeGLU with the
-#: tanh approximation (Gemma, ``gelu_pytorch_tanh`` in ``transformers``).
+#: The gate activations of the feed-forward layer, SwiGLU (Llama, Qwen, Mistral) or GeGLU with
+#: the tanh approximation (Gemma, ``gelu_pytorch_tanh`` in ``transformers``).
 HIDDEN_ACTIVATIONS = ("silu", "gelu_tanh")
 
 
