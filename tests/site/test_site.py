@@ -114,7 +114,8 @@ def test_api_reference_has_one_page_per_core_module_and_one_for_the_chapters():
              "models_gpt": "models.gpt.GPT", "models_llama": "models.llama.Decoder",
              "data": "splits.digits",
              "plotting": "book_style", "explore": "Explorer",
-             "chapters": "book.ch04_applications.train_language_model"}  # fmt: skip
+             "chapters": "book.ch04_applications.train_language_model",
+             "chapters_later": "book.ch05_challenges.conflict_model"}  # fmt: skip
     index = (SITE / "book" / "api" / "index.html").read_text(encoding="utf-8")
     models = (SITE / "book" / "api" / "models.html").read_text(encoding="utf-8")
     for page, name in pages.items():
