@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared_lib tests scripts
 	$(BIN)/ruff format --check shared_lib tests scripts
 	$(BIN)/ruff check --select F,I chapters  # the notebooks: unused or repeated imports
+	$(BIN)/ruff format --check chapters  # and their code formatted to 88 columns (chapters/ruff.toml)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit tests/book -q
