@@ -20,6 +20,7 @@ import html
 import io
 import itertools
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from shared_lib._validation import require_extra
 if TYPE_CHECKING:  # matplotlib and ipywidgets are the optional extra shared_lib[book]
     from matplotlib.figure import Figure
 
-__all__ = ["Explorer", "StaticTwin"]
+__all__ = ["Explorer", "StaticTwin", "frame_dpi"]
 
 _SCRIPT = """
 <script>
@@ -49,6 +50,7 @@ _SCRIPT = """
     var frame = frames[key.join("|")];
     image.src = frame.src;
     image.alt = frame.alt;
+    if (frame.width) { image.style.maxWidth = frame.width + "px"; }
     root.dataset.state = key.join("|");
   }
   controls.forEach(function (control) {
@@ -61,11 +63,46 @@ _SCRIPT = """
 """
 
 
-def _figure_to_data_uri(figure: Figure, dpi: int) -> str:
+#: A frame is rendered at least this many pixels wide ...
+MIN_FRAME_PIXELS = 1100
+#: ... and at least twice its display size: 96 CSS pixels per inch of figure (its natural size,
+#: at which a 10-point font reads as 10 points), so frames stay sharp on high-density screens.
+CSS_PIXELS_PER_INCH = 96
+
+
+def frame_dpi(width_inches: float, dpi: int | None = None) -> int:
+    """The resolution a frame of this width is rendered at: ``dpi``, or enough for sharpness.
+
+    Args:
+        width_inches: the figure's width.
+        dpi: an explicit resolution; ``None`` picks the smallest one that renders the frame at
+            least :data:`MIN_FRAME_PIXELS` wide and at twice its natural display size.
+
+    Returns:
+        Dots per inch.
+
+    Examples:
+        >>> from shared_lib.explore import frame_dpi
+        >>> frame_dpi(7.0), frame_dpi(10.0), frame_dpi(7.0, dpi=72)
+        (192, 192, 72)
+        >>> frame_dpi(4.0)  # a narrow figure needs more dots to reach 1100 pixels
+        275
+    """
+    if dpi is not None:
+        return dpi
+    return max(2 * CSS_PIXELS_PER_INCH, math.ceil(MIN_FRAME_PIXELS / width_inches))
+
+
+def _figure_to_frame(figure: Figure, dpi: int | None) -> dict:
+    """``{"src": data URI of the PNG, "width": display width in CSS pixels}``."""
+    width_inches = float(figure.get_figwidth())
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format="png", dpi=frame_dpi(width_inches, dpi))
     require_extra("matplotlib.pyplot", "Rendering an explorer's frames").close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return {
+        "src": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
+        "width": round(width_inches * CSS_PIXELS_PER_INCH),
+    }
 
 
 class StaticTwin:
@@ -78,8 +115,11 @@ class StaticTwin:
     Args:
         uid: HTML id of the twin, stable across builds so that re-executed pages are identical.
         controls: control name → its values, in the order of the keys of ``frames``.
-        frames: ``"value|value|..."`` → ``{"src": data URI of the PNG, "alt": alt text}``.
+        frames: ``"value|value|..."`` → ``{"src": data URI of the PNG, "alt": alt text}``
+            (and optionally ``"width"``, its display width in CSS pixels).
         title: shown above the controls.
+        labels: control name → what the reader sees beside the control (words and units);
+            default the name.
 
     Examples:
         >>> from shared_lib.explore import StaticTwin
@@ -90,39 +130,50 @@ class StaticTwin:
         (True, False)
     """
 
-    def __init__(self, uid: str, controls: Mapping[str, Sequence], frames: dict, title: str):
+    def __init__(
+        self,
+        uid: str,
+        controls: Mapping[str, Sequence],
+        frames: dict,
+        title: str,
+        labels: Mapping[str, str] | None = None,
+    ):
         self.uid = uid
         self.controls = controls
         self.frames = frames
         self.title = title
+        self.labels = dict(labels or {})
 
     def _control_html(self, name: str, values: Sequence) -> str:
         encoded = html.escape(json.dumps([str(v) for v in values]))
-        label = html.escape(name)
+        key = html.escape(name)
+        label = html.escape(self.labels.get(name, name))
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             return (
                 f'<label>{label} <input type="range" min="0" max="{len(values) - 1}" step="1" '
-                f'value="0" data-control="{label}" data-values="{encoded}"> '
-                f'<output data-for="{label}"></output></label>'
+                f'value="0" data-control="{key}" data-values="{encoded}"> '
+                f'<output data-for="{key}"></output></label>'
             )
         options = "".join(
             f'<option value="{i}">{html.escape(str(v))}</option>' for i, v in enumerate(values)
         )
         return (
-            f'<label>{label} <select data-control="{label}" data-values="{encoded}">'
+            f'<label>{label} <select data-control="{key}" data-values="{encoded}">'
             f"{options}</select></label>"
         )
 
     def _repr_html_(self) -> str:
         controls = " ".join(self._control_html(n, v) for n, v in self.controls.items())
         first = next(iter(self.frames.values()))
+        style = f' style="max-width: {first["width"]}px"' if first.get("width") else ""
         frames = json.dumps(self.frames).replace("</", "<\\/")
         return (
             f'<div class="sl-twin" id="{self.uid}">'
             f'<div class="sl-twin-title"><strong>{html.escape(self.title)}</strong> '
             "<em>(static twin: every setting pre-computed when the page was built)</em></div>"
             f'<div class="sl-twin-controls">{controls}</div>'
-            f'<img class="sl-frame" src="{first["src"]}" alt="{html.escape(first["alt"])}">'
+            f'<img class="sl-frame"{style} src="{first["src"]}" '
+            f'alt="{html.escape(first["alt"])}">'
             f'<script type="application/json" class="sl-frames">{frames}</script>'
             "</div>" + _SCRIPT % {"uid": json.dumps(self.uid)}
         )
@@ -139,11 +190,14 @@ class Explorer:
         title: shown above the twin.
         describe: ``describe(**values) -> str``, the alt text of each frame; default the
             title and the values.
+        labels: control name → the words a reader sees beside the control, with units
+            (``{"n_train": "training images per class"}``); default the name.
 
     Raises:
-        TypeError: ``render`` is not callable, or a control's values are a string or not a
-            sequence.
-        ValueError: ``controls`` is empty, or a control has no values.
+        TypeError: ``render`` is not callable, a control's values are a string or not a
+            sequence, or a label is not a string.
+        ValueError: ``controls`` is empty, a control has no values, or ``labels`` names a
+            control that does not exist.
 
     Examples:
         A two-frame explorer and its static twin (the figures are closed once rendered):
@@ -156,9 +210,12 @@ class Explorer:
         ...     figure, ax = plt.subplots(figsize=(1, 1))
         ...     ax.plot(range(n))
         ...     return figure
-        >>> twin = Explorer(render, {"n": [2, 3]}, title="lines").static(dpi=20)
-        >>> len(twin.frames), twin.frames["3"]["alt"]
-        (2, 'lines: n = 3')
+        >>> explorer = Explorer(render, {"n": [2, 3]}, title="lines", labels={"n": "points"})
+        >>> twin = explorer.static(dpi=20)
+        >>> len(twin.frames), twin.frames["3"]["alt"], twin.frames["3"]["width"]
+        (2, 'lines: points = 3', 96)
+        >>> "<label>points" in twin._repr_html_()
+        True
     """
 
     def __init__(
@@ -167,6 +224,7 @@ class Explorer:
         controls: Mapping[str, Sequence],
         title: str = "Explorer",
         describe: Callable[..., str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         if not callable(render):
             raise TypeError(f"render must be callable, got {type(render).__name__}")
@@ -180,11 +238,24 @@ class Explorer:
                 )
             if not values:
                 raise ValueError(f"controls[{name!r}] must be a non-empty list of values")
+        labels = dict(labels or {})
+        unknown = sorted(set(labels) - set(controls))
+        if unknown:
+            raise ValueError(
+                f"labels name controls that do not exist: {unknown}; the controls are "
+                f"{list(controls)}"
+            )
+        for name, label in labels.items():
+            if not isinstance(label, str):
+                raise TypeError(f"labels[{name!r}] must be a string, got {type(label).__name__}")
         self.render = render
         self.controls = {name: list(values) for name, values in controls.items()}
         self.title = title
+        self.labels = {name: labels.get(name, name) for name in self.controls}
         self.describe = describe or (
-            lambda **values: f"{title}: " + ", ".join(f"{k} = {v}" for k, v in values.items())
+            lambda **values: (
+                f"{title}: " + ", ".join(f"{self.labels[k]} = {v}" for k, v in values.items())
+            )
         )
 
     def combinations(self) -> list[dict]:
@@ -199,11 +270,15 @@ class Explorer:
             for combo in itertools.product(*self.controls.values())
         ]
 
-    def static(self, dpi: int = 72) -> StaticTwin:
+    def static(self, dpi: int | None = None) -> StaticTwin:
         """Render every combination once and return the kernel-free twin (displays as HTML).
 
+        Each frame is shown at its natural size (96 CSS pixels per inch of figure, never wider
+        than the page) and rendered at twice that, at least 1100 pixels wide (:func:`frame_dpi`).
+
         Args:
-            dpi: resolution of the embedded PNGs (the page grows with its square).
+            dpi: resolution of the embedded PNGs; ``None`` (default) picks it per figure as
+                above. The page grows with its square.
 
         Returns:
             A :class:`StaticTwin` holding one frame per combination.
@@ -212,13 +287,15 @@ class Explorer:
         for values in self.combinations():
             key = "|".join(str(v) for v in values.values())
             frames[key] = {
-                "src": _figure_to_data_uri(self.render(**values), dpi),
+                **_figure_to_frame(self.render(**values), dpi),
                 "alt": self.describe(**values),
             }
         digest = hashlib.sha1(
             json.dumps([self.title, self.controls], default=str).encode()
         ).hexdigest()
-        return StaticTwin(f"sl-twin-{digest[:10]}", self.controls, frames, self.title)
+        return StaticTwin(
+            f"sl-twin-{digest[:10]}", self.controls, frames, self.title, labels=self.labels
+        )
 
     def live(self):
         """The live ipywidgets UI (needs a running kernel: Jupyter, JupyterLab or Colab).
@@ -237,11 +314,15 @@ class Explorer:
         plt = require_extra("matplotlib.pyplot", "The live explorer")
 
         controls = {}
+        style = {"description_width": "initial"}  # the whole label, however long
         for name, values in self.controls.items():
+            label = self.labels[name]
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-                controls[name] = widgets.SelectionSlider(options=values, description=name)
+                controls[name] = widgets.SelectionSlider(
+                    options=values, description=label, style=style
+                )
             else:
-                controls[name] = widgets.Dropdown(options=values, description=name)
+                controls[name] = widgets.Dropdown(options=values, description=label, style=style)
 
         def show(**values):
             figure = self.render(**values)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
@@ -98,6 +100,27 @@ def test_explorer_static_twin_holds_every_frame():
     assert explorer.static(dpi=30).uid == twin.uid  # stable ids keep re-executed pages identical
 
 
+def test_explorer_frames_are_sharp_at_natural_size_and_controls_speak_words():
+    import struct
+
+    def render(n_points):
+        figure, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(range(n_points))
+        return figure
+
+    explorer = Explorer(render, {"n_points": [2, 3]}, labels={"n_points": "points per line"})
+    twin = explorer.static()
+    frame = twin.frames["2"]
+    png = base64.b64decode(frame["src"].split(",", 1)[1])
+    pixel_width = struct.unpack(">I", png[16:20])[0]  # the IHDR chunk: width, then height
+    assert frame["width"] == 6 * 96  # shown at natural size ...
+    assert pixel_width >= max(1100, 2 * frame["width"])  # ... rendered at twice that or more
+    page = twin._repr_html_()
+    assert "<label>points per line" in page and 'data-control="n_points"' in page
+    assert f"max-width: {frame['width']}px" in page
+    assert frame["alt"].endswith("points per line = 2")
+
+
 def test_explorer_live_builds_widgets():
     pytest.importorskip("ipywidgets")
     explorer = Explorer(lambda kind: plt.figure(), {"kind": ["a", "b"]})
@@ -114,3 +137,7 @@ def test_explorer_bad_input():
         Explorer(lambda a: None, {"a": "xyz"})
     with pytest.raises(ValueError, match="controls"):
         Explorer(lambda a: None, {"a": []})
+    with pytest.raises(ValueError, match="labels name controls that do not exist"):
+        Explorer(lambda a: None, {"a": [1]}, labels={"b": "bee"})
+    with pytest.raises(TypeError, match=r"labels\['a'\]"):
+        Explorer(lambda a: None, {"a": [1]}, labels={"a": 3})
