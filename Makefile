@@ -6,6 +6,9 @@
 #   make evidence  run every chapter for BOOK_SEED 0-9 and write evidence/ledger.json
 #                  (CHAPTERS="06 07" for some chapters only, SEEDS=0-19 for more seeds)
 #   make strip  remove outputs from the committed notebooks
+#   make student   the chapters without their solutions, in _build/student/chapters
+#   make grade NOTEBOOK=path  check a student's filled-in notebook with the chapter's checks
+#   make pdf    the PDF edition of the built site, in _build/pdf (and linked from the site)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -14,7 +17,7 @@ STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: evidence evidence-check book test checks lab bench strip clean lint unit notebooks site check-site assets browser colab-check
+.PHONY: evidence evidence-check book test checks lab bench strip clean lint unit notebooks site check-site assets browser colab-check student grade pdf
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "== setting up $(VENV) from requirements.txt"
@@ -31,8 +34,18 @@ site: $(STAMP) assets
 	@echo "== building the website (executes every chapter, cached)"
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-book: site
+book: site pdf
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
+
+pdf: site browser
+	$(BIN)/python scripts/pdf.py
+
+student: $(STAMP)
+	$(BIN)/python scripts/student_edition.py write --out _build/student
+
+grade: $(STAMP)
+	@test -n "$(NOTEBOOK)" || { echo "usage: make grade NOTEBOOK=path/to/notebook.ipynb"; exit 2; }
+	$(BIN)/python scripts/student_edition.py grade "$(NOTEBOOK)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check shared_lib tests scripts
@@ -53,7 +66,8 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 check-site: site browser
-	$(BIN)/python -m pytest tests/site/test_site.py tests/site/test_browser.py -q
+	$(BIN)/python scripts/pdf.py
+	$(BIN)/python -m pytest tests/site/test_site.py tests/site/test_browser.py tests/site/test_pdf.py -q
 
 test:
 	@start=$$(date +%s); \
