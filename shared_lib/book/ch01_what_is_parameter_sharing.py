@@ -146,11 +146,11 @@ def plot_family(family: str, scale: int = 1) -> Figure:
     """The chapter 01 explorer's view of one family: unique vs per-use counts, and its map."""
     example = family_example(family, scale)
     with book_style():
-        figure = plt.figure(figsize=(8.6, 3.6))
+        figure = plt.figure(figsize=(7.5, 3.6))
         bars_ax, map_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.2]})
         counts = [example.unique, example.per_use]
         bars = bars_ax.bar(["stored\n(unique)", "if untied\n(per use)"], counts, color=PALETTE[:2])
-        bars_ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=8)
+        bars_ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=10)
         bars_ax.set_ylabel("parameters")
         bars_ax.set_ylim(0, 1.18 * max(counts))
         bars_ax.set_title(f"{example.per_use / example.unique:.1f}× fewer stored")

@@ -344,7 +344,7 @@ def plot_filters(result: PositionResult, ax: Axes | None = None, columns: int = 
             label,
             ha="center",
             va="bottom",
-            fontsize=7,
+            fontsize=10,
             color=PALETTE[5] if untouched else "black",
         )
     ax.imshow(mosaic, cmap="PuOr", vmin=-1, vmax=1)
@@ -355,7 +355,9 @@ def plot_filters(result: PositionResult, ax: Axes | None = None, columns: int = 
         spine.set_visible(False)
     if any_untouched:
         ax.set_xlabel(
-            "orange: untouched by training (its window never saw ink)", fontsize=8, color=PALETTE[5]
+            "orange: untouched by training (its window never saw ink)",
+            fontsize=10,
+            color=PALETTE[5],
         )
     return ax
 
@@ -372,10 +374,14 @@ def plot_sharing_explorer(
     chosen = grid[share, n_train]
     options = [("yes", PALETTE[0]), ("no", PALETTE[5])]
     with book_style():
-        fig, (ax, bars, filters) = plt.subplots(
-            1, 3, figsize=(11, 3.3), gridspec_kw={"width_ratios": [1.3, 0.6, 1.3]}
+        fig = plt.figure(figsize=(7.5, 7.2))
+        grid_spec = fig.add_gridspec(
+            2, 2, width_ratios=[1.7, 1], height_ratios=[1, 0.9], hspace=0.8, wspace=0.45
         )
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.84, wspace=0.35)
+        ax = fig.add_subplot(grid_spec[0, 0])
+        bars = fig.add_subplot(grid_spec[0, 1])
+        filters = fig.add_subplot(grid_spec[1, :])
+        fig.subplots_adjust(left=0.1, right=0.98, bottom=0.08, top=0.93)
         for option, colour in options:
             width = 2.5 if option == share else 1.0
             for test, style in (("seen", "--"), ("unseen", "-")):
@@ -404,7 +410,9 @@ def plot_sharing_explorer(
         ax.set_ylim(0, 1)
         ax.set_xlabel("training images")
         ax.set_ylabel("test accuracy")
-        ax.legend(fontsize=7, loc="center right")
+        ax.legend(
+            fontsize=10, loc="upper center", bbox_to_anchor=(0.75, -0.25), ncol=2, frameon=False
+        )
         ax.set_title(f"seen {chosen.accuracy['seen']:.2f} · unseen {chosen.accuracy['unseen']:.2f}")
         bars.bar(
             [o for o, _ in options],
@@ -421,7 +429,7 @@ def plot_sharing_explorer(
             "its 8 first-layer filters, each used everywhere"
             if chosen.kind == "conv"
             else "filter 0 at 8 positions of the middle row",
-            pad=14,
+            pad=22,
         )
     return fig
 

@@ -780,7 +780,7 @@ def plot_kv_cache(curves: Mapping[str, Sequence[int]], lengths: Sequence[int], t
     if "weights" not in curves:
         raise ValueError("curves must hold 'weights' (from kv_cache_curves)")
     with book_style():
-        figure, ax = plt.subplots(figsize=(8.0, 3.8))
+        figure, ax = plt.subplots(figsize=(7.4, 4.0))
         schemes = [label for label in curves if label != "weights"]
         for i, label in enumerate(schemes):
             ax.plot(lengths, [b / 2**30 for b in curves[label]], marker="o", ms=3,
@@ -792,7 +792,7 @@ def plot_kv_cache(curves: Mapping[str, Sequence[int]], lengths: Sequence[int], t
         ax.set_xlabel("context length (tokens, one sequence)")
         ax.set_ylabel("memory (GiB, bf16)")
         ax.set_title(title)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=10, loc="upper left")
         figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.15)
     return figure
 
@@ -856,7 +856,7 @@ def plot_step_costs(
     colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(shares)}
     width = 0.8 / len(names)
     with book_style():
-        figure, ax = plt.subplots(figsize=(8.0, 3.4))
+        figure, ax = plt.subplots(figsize=(7.4, 3.8))
         for i, name in enumerate(names):
             values = [costs[(layers, name)][label] for label in labels]
             tops = [max(v[label] for v in costs.values()) or 1.0 for label in labels]
@@ -877,12 +877,12 @@ def plot_step_costs(
                     f"{value:.3g}",
                     ha="center",
                     va="bottom",
-                    fontsize=8,
+                    fontsize=10,
                 )
         ax.set_xticks(range(len(labels)), [textwrap.fill(label, 15) for label in labels])
         ax.set_ylim(0, 1.35)
         ax.set_ylabel("fraction of the largest\nvalue in the sweep")
         ax.set_title(f"{layers} layers, share={share!r}")
-        ax.legend(loc="upper center", ncol=len(names), fontsize=8)
+        ax.legend(loc="upper center", ncol=len(names), fontsize=10)
         figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.22)  # no tight bbox here
     return figure

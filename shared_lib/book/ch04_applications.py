@@ -391,16 +391,18 @@ def plot_application(
     if unique < 1 or per_use < unique:
         raise ValueError(f"need 1 <= unique <= per_use, got unique={unique}, per_use={per_use}")
     with book_style():
-        figure = plt.figure(figsize=(11, 3.6))
-        counts_ax, map_ax, result_ax = figure.subplots(
-            1, 3, gridspec_kw={"width_ratios": [1, 2.2, 1.3]}
-        )
+        # 7.5 inches wide: the counts and the headline above, the sharing map below
+        figure = plt.figure(figsize=(7.5, 6.6))
+        grid = figure.add_gridspec(2, 2, height_ratios=[1, 1.25])
+        counts_ax = figure.add_subplot(grid[0, 0])
+        result_ax = figure.add_subplot(grid[0, 1])
+        map_ax = figure.add_subplot(grid[1, :])
         counts = [unique, per_use]
         bars = counts_ax.bar(["stored", "per use"], counts, color=PALETTE[:2])
-        counts_ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=8)
+        counts_ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=10)
         counts_ax.set_ylim(0, 1.2 * max(counts))
         counts_ax.set_ylabel("parameters")
-        counts_ax.set_title(f"{per_use / unique:.1f}× uses per stored weight", fontsize=9)
+        counts_ax.set_title(f"{per_use / unique:.1f}× uses per stored weight", fontsize=10)
         plot_sharing_map(uses, ax=map_ax, column_of=column_of, max_rows=12, title=title)
         map_ax.set_xlabel("")
         sides = (
@@ -413,6 +415,6 @@ def plot_application(
             result_ax.bar(x, values.mean(), color=PALETTE[x], alpha=1.0 if chosen else 0.35)
             result_ax.scatter(np.full(len(values), x), values, color="black", s=10, zorder=3)
         result_ax.set_xticks([0, 1], [label for _, _, label in sides])
-        result_ax.set_title(headline.measure, fontsize=9)
+        result_ax.set_title(headline.measure, fontsize=10)
         figure.tight_layout()
     return figure

@@ -464,8 +464,9 @@ def render_assignment(
         axes[1].bar([f"M={m}" for m in unique_choices], accs, color=colors)
         for i, (m, acc) in enumerate(zip(unique_choices, accs, strict=True)):
             label = f"{acc:.2f}\n{m * layer_size} stored\n{n_layers * layer_size} used"
-            axes[1].text(i, acc + 0.01, label, ha="center", va="bottom", fontsize=8)
-        axes[1].set_ylim(0.5, 1.08)
+            axes[1].text(i, acc + 0.01, label, ha="center", va="bottom", fontsize=10)
+        axes[1].set_ylim(0.5, 1.25)
+        axes[1].set_yticks([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
         axes[1].set_ylabel("agreement with the teacher")
         axes[1].set_title(f"{name}, N={n_layers}: accuracy and parameters")
         axes[1].set_xlabel("unique sets (parameters of the tanh layers)")

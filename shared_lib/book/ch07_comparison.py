@@ -363,30 +363,37 @@ def plot_pareto(
     import matplotlib.pyplot as plt
 
     ax = ax if ax is not None else plt.gca()
-    markers = "osD^vP*Xhd<>"
-    for i, technique in enumerate(dict.fromkeys(s.technique for s in summaries)):
-        rows = sorted((s for s in summaries if s.technique == technique), key=lambda s: s.bytes)
-        ax.errorbar(
-            [s.bytes for s in rows],
-            [s.accuracy for s in rows],
-            yerr=[s.spread for s in rows],
-            color=colours[technique],
-            marker=markers[i % len(markers)],
-            ms=5,
-            lw=1,
-            capsize=2,
-            label=technique,
-        )
+    markers = "osD^vP*XhdpH<>8"  # one marker per technique, so colour is not the only cue
     front = pareto_front(summaries)
-    ax.step(
+    ax.step(  # drawn first, thick and pale, so the points stay readable on top of it
         [s.bytes for s in front],
         [s.accuracy for s in front],
         where="post",
         color="black",
-        lw=1,
-        ls=":",
+        alpha=0.3,
+        lw=4,
+        solid_capstyle="round",
+        zorder=1,
         label="Pareto front",
     )
+    for i, technique in enumerate(dict.fromkeys(s.technique for s in summaries)):
+        rows = sorted((s for s in summaries if s.technique == technique), key=lambda s: s.bytes)
+        spread = [s.spread for s in rows]
+        ax.errorbar(
+            [s.bytes for s in rows],
+            [s.accuracy for s in rows],
+            yerr=spread if any(spread) else None,
+            color=colours[technique],
+            marker=markers[i % len(markers)],
+            ms=7,
+            mec="white",
+            mew=0.6,
+            lw=1,
+            alpha=0.9,
+            capsize=2,
+            zorder=3,
+            label=technique,
+        )
     ax.set_xscale("log")
     if budget is not None:
         left, right = ax.get_xlim()

@@ -327,12 +327,12 @@ def render_relaxed(
     if 0 not in params or "unshared" not in params or missing:
         raise ValueError(f"params and accuracy need rank 0 and 'unshared' (missing: {missing})")
     with book_style():
-        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.2))
         names = ["shared\n(rank 0)", f"rank {rank}", "unshared"]
         counts = [params[0], params[rank], params["unshared"]]
         left.bar(names, counts, color=[PALETTE[5], PALETTE[0], PALETTE[2]])
         for i, c in enumerate(counts):
-            left.text(i, c, str(c), ha="center", va="bottom", fontsize=8)
+            left.text(i, c, str(c), ha="center", va="bottom", fontsize=10)
         left.set_ylabel("stored parameters")
         left.set_ylim(0, max(params.values()) * 1.15)
         right.plot([params[r] for r in ranks], [accuracy[r] for r in ranks], "o-",
@@ -343,6 +343,6 @@ def render_relaxed(
                    color="k", label=f"rank {rank}")  # fmt: skip
         right.set_xlabel("stored parameters of the stack")
         right.set_ylabel("test agreement with the teacher")
-        right.legend(fontsize=7, loc="lower right")
+        right.legend(fontsize=10, loc="lower right")
         fig.tight_layout()
     return fig

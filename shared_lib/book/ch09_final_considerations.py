@@ -89,7 +89,7 @@ def render_budget(
     rows = [(f"share={share}, E = {embedding_size}", chosen), ("unshared, E = H", baseline)]
     parts = [("embeddings", PALETTE[1]), ("layers", PALETTE[0]), ("pooler", PALETTE[7])]
     with book_style():
-        fig, ax = plt.subplots(figsize=(7.5, 3))
+        fig, ax = plt.subplots(figsize=(7.5, 3.4))
         for y, (_, budget) in enumerate(rows):
             left = 0.0
             for part, color in parts:
@@ -99,12 +99,12 @@ def render_budget(
             ax.text(left + baseline.total / _MB * 0.01, y,
                     f"{budget.total / _MB:.1f}M parameters\n"
                     f"{budget.training_bytes / _MB:,.0f} MB with grads + Adam", va="center",
-                    fontsize=8)  # fmt: skip
+                    fontsize=10)  # fmt: skip
         ax.set_yticks(range(len(rows)), [label for label, _ in rows])
-        ax.set_xlim(0, baseline.total / _MB * 1.45)
+        ax.set_xlim(0, baseline.total / _MB * 1.75)
         ax.set_xlabel("unique parameters (millions)")
         ax.set_title(f"{num_layers} layers, H = {hidden_size}: "
                      f"{baseline.total / chosen.total:.1f}× fewer parameters")  # fmt: skip
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=8, ncol=3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=10, ncol=3)
         fig.tight_layout()
     return fig
