@@ -86,7 +86,8 @@ FORMAT_KEY = "format"
 """safetensors' metadata key for the framework (``"pt"``), which Hugging Face checks; reserved."""
 
 OPTIMIZER_KEY = METADATA_PREFIX + "optimizer"
-"""Metadata key of the optimizer record (JSON): in the optimizer file (version 1: the weights)."""
+"""Metadata key of the optimizer record, a JSON text kept in the optimizer file (in version 1,
+in the weights file)."""
 
 OPTIMIZER_FILE_KEY = METADATA_PREFIX + "optimizer_file"
 """Metadata key of the weights file naming its optimizer file, present when one was saved."""
@@ -98,7 +99,7 @@ OPTIMIZER_TENSORS = "__optimizer__."
 """Prefix of the optimizer's tensors inside a version-1 weights file."""
 
 VERSION_KEY = METADATA_PREFIX + "format_version"
-"""Metadata key of the format version: its presence marks a file as a shared_lib checkpoint."""
+"""Metadata key of the format version; its presence marks a file as a shared_lib checkpoint."""
 
 WEIGHTS_FILE_KEY = METADATA_PREFIX + "weights_file"
 """Metadata key of the optimizer file naming the weights file it belongs to."""

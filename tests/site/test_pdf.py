@@ -1,4 +1,4 @@
-"""The PDF edition (`make pdf`, run by `make check-site` before this test): whole, titled, linked."""
+"""The PDF edition (`make pdf`, run by `make check-site` first): whole, titled and linked."""
 
 from __future__ import annotations
 

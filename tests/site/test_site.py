@@ -95,6 +95,20 @@ def test_every_chapter_page_was_built_with_outputs_twin_and_colab_link():
         assert "Traceback" not in text, f"{page.name}: an error was rendered"
 
 
+def test_twins_speak_words_checks_are_collapsed_and_live_code_is_gone():
+    """Issue 16: explorers labelled in words, checks under one label, no live-explorer code."""
+    for page in CHAPTER_PAGES:
+        text = page.read_text(encoding="utf-8")
+        for twin in re.findall(r'<div class="sl-twin-controls">(.*?)</div>', text, re.S):
+            labels = re.findall(r"<label>([^<]*)<", twin)
+            assert labels, f"{page.name}: a twin without labelled controls"
+            assert not [label for label in labels if "_" in label], f"{page.name}: {labels}"
+        assert "explorer.live()" not in text, f"{page.name}: the live explorer's code is shown"
+        assert "Show the check" in text, f"{page.name}: no collapsed check"
+        assert "Show the solution" in text, f"{page.name}: no collapsed solution"
+        assert "Diagram:" in text, f"{page.name}: no diagram's alt text"
+
+
 def test_reading_aids_exist_and_are_linked():
     """Glossary terms are linked from the chapters; API reference, how-to-run and bibliography."""
     for page in ("book/glossary.html", "book/api/index.html", "book/how_to_run.html"):
