@@ -139,3 +139,10 @@ def test_grader_on_a_real_chapter_passes_the_solutions_and_fails_the_blank_editi
     blank.write_text(json.dumps(notebook))
     result = student_edition.grade(blank)
     assert result.passed == 0, result.summary()
+
+
+def test_make_student_writes_every_chapter_and_the_figures(tmp_path, capsys):
+    assert student_edition.main(["write", "--out", str(tmp_path)]) == 0
+    assert f"{len(CHAPTERS)} chapters written" in capsys.readouterr().out
+    assert len(list((tmp_path / "chapters").glob("*.ipynb"))) == len(CHAPTERS)
+    assert list((tmp_path / "book" / "figures").glob("*.svg"))  # the diagrams' relative path
