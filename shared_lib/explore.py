@@ -76,7 +76,7 @@ def frame_dpi(width_inches: float, dpi: int | None = None) -> int:
     Args:
         width_inches: the figure's width.
         dpi: an explicit resolution; ``None`` picks the smallest one that renders the frame at
-            least :data:`MIN_FRAME_PIXELS` wide and at twice its natural display size.
+            least ``MIN_FRAME_PIXELS`` wide and at twice its natural display size.
 
     Returns:
         Dots per inch.
