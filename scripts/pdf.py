@@ -88,6 +88,15 @@ def _print_page(browser, url: str) -> tuple[bytes, str]:
     )
     page.goto(url, wait_until="load")
     page.add_style_tag(content=PRINT_CSS)
+    # Figures below the fold are lazy-loaded and would print blank: load every image first.
+    page.evaluate(
+        """() => Promise.all([...document.images].map((image) => {
+            image.loading = "eager";
+            return image.complete ? null : new Promise((done) => {
+                image.onload = image.onerror = done;
+            });
+        }))"""
+    )
     page.evaluate(
         "() => window.MathJax && MathJax.startup && MathJax.startup.promise"
         " ? MathJax.startup.promise : null"
