@@ -45,8 +45,8 @@ def test_every_chapter_is_in_the_pdf_under_its_title(reader):
 def test_the_pdf_is_a_book_with_figures_and_typeset_math(reader):
     pages = len(reader.pages)
     assert pages >= 150, f"only {pages} pages: pages of the site are missing"
-    images = sum(len(page.images) for page in reader.pages[:60])
-    assert images >= 20, f"{images} images in the first 60 pages: figures did not print"
+    images = sum(len(page.images) for page in reader.pages)  # the plots; diagrams are vector
+    assert images >= 2 * len(CHAPTERS), f"{images} images in the PDF: figures did not print"
     text = " ".join(page.extract_text() for page in reader.pages[:40])
     assert "\\frac" not in text and "$$" not in text, "formulas printed as TeX: MathJax did not run"
 
