@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
-EXERCISE = re.compile(r"^### Exercise (\d+) \((easy|medium|hard), (\d+) min\)", re.M)
+EXERCISE = re.compile(r"^### Exercise (\d+) \((easy|medium|hard), (\d+) min\)\s*$", re.M)
 EDITION_KEY = "student_edition"
 
 

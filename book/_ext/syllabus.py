@@ -17,15 +17,20 @@ import json
 import math
 import re
 import statistics
+import sys
 from pathlib import Path
 
 from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "scripts"))
+
+from student_edition import EXERCISE  # noqa: E402  (the grader's definition of an exercise)
+
 #: A careful reading speed for technical prose with formulas and code.
 WORDS_PER_MINUTE = 150
-EXERCISE = re.compile(r"^### Exercise (\d+) \((easy|medium|hard), (\d+) min\)", re.M)
 COLUMNS = ("chapter", "words", "reading", "exercises", "exercise time", "runs in")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,12 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "student_edition", ROOT / "scripts/student_edition.py"
-)
-student_edition = importlib.util.module_from_spec(_spec)
-sys.modules["student_edition"] = student_edition
-_spec.loader.exec_module(student_edition)
+sys.path.insert(0, str(ROOT / "scripts"))
+import student_edition  # noqa: E402
 
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+from student_edition import EXERCISE  # noqa: E402  (one definition of an exercise heading)
+
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 GLOSSARY = ROOT / "book" / "glossary.md"
 
 CHECK_LABEL = "Show the check"
 SOLUTION_LABEL = "Show the solution"
-EXERCISE_HEADING = re.compile(r"^### Exercise (\d+) \((easy|medium|hard), (\d+) min\)\s*$", re.M)
 TERM_ROLE = re.compile(r"\{term\}`([^`]+)`")
 MAX_LINE = 88
 MAX_VISIBLE_ASSERTS = 2
@@ -97,7 +100,7 @@ def exercises(path: Path) -> list[dict]:
     cells = _cells(path)
     found = []
     for index, cell in enumerate(cells):
-        match = EXERCISE_HEADING.search(_source(cell)) if cell["cell_type"] == "markdown" else None
+        match = EXERCISE.search(_source(cell)) if cell["cell_type"] == "markdown" else None
         if match:
             found.append(
                 {
