@@ -50,7 +50,7 @@ _SCRIPT = """
     var frame = frames[key.join("|")];
     image.src = frame.src;
     image.alt = frame.alt;
-    if (frame.width) { image.style.maxWidth = frame.width + "px"; }
+    if (frame.width) { image.style.maxWidth = "min(100%%, " + frame.width + "px)"; }
     root.dataset.state = key.join("|");
   }
   controls.forEach(function (control) {
@@ -172,7 +172,9 @@ class StaticTwin:
     def _repr_html_(self) -> str:
         controls = " ".join(self._control_html(n, v) for n, v in self.controls.items())
         first = next(iter(self.frames.values()))
-        style = f' style="max-width: {first["width"]}px"' if first.get("width") else ""
+        style = (  # its natural size, or the column's width where the column is narrower
+            f' style="max-width: min(100%, {first["width"]}px)"' if first.get("width") else ""
+        )
         frames = json.dumps(self.frames).replace("</", "<\\/")
         return (
             f'<div class="sl-twin" id="{self.uid}">'

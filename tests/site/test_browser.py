@@ -175,6 +175,41 @@ def test_static_twins_react_to_their_controls(server, browser, path):
         visit.close()
 
 
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_nothing_runs_past_the_column(server, browser, path):
+    """At a common laptop width no output, twin frame or code line is cut off or scrolls.
+
+    Printed outputs wrap (book.css) and their tables are kept narrow enough not to need it; a
+    twin frame shrinks to the column; code holds 88 columns. The Colab install line is the one
+    exception (its URL is pinned whole by tests/book/test_repo.py).
+    """
+    visit = PageVisit(browser, f"{server}/{path}")
+    try:
+        overflow = visit.page.evaluate(
+            """() => {
+                const found = [];
+                document.querySelectorAll("div.cell_output pre, div.cell_input pre")
+                    .forEach(pre => {
+                        if (pre.scrollWidth > pre.clientWidth + 1
+                                && !pre.textContent.includes("%pip install")) {
+                            found.push(pre.textContent.trim().slice(0, 60));
+                        }
+                    });
+                document.querySelectorAll(".sl-twin img.sl-frame").forEach(img => {
+                    const box = img.closest(".cell_output") || img.parentElement;
+                    if (img.getBoundingClientRect().right
+                            > box.getBoundingClientRect().right + 1) {
+                        found.push("twin frame wider than its column");
+                    }
+                });
+                return found;
+            }"""
+        )
+        assert not overflow, f"{path}: cut off or scrolling sideways: {overflow}"
+    finally:
+        visit.close()
+
+
 def _frame(twin) -> str:
     return twin.locator("img.sl-frame").get_attribute("src")
 

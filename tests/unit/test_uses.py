@@ -117,7 +117,7 @@ def test_explorer_frames_are_sharp_at_natural_size_and_controls_speak_words():
     assert pixel_width >= max(1100, 2 * frame["width"])  # ... rendered at twice that or more
     page = twin._repr_html_()
     assert "<label>points per line" in page and 'data-control="n_points"' in page
-    assert f"max-width: {frame['width']}px" in page
+    assert f"max-width: min(100%, {frame['width']}px)" in page  # never wider than the column
     assert frame["alt"].endswith("points per line = 2")
 
 
