@@ -11,6 +11,7 @@ respects is read off its ties).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ __all__ = [
     "FAMILIES",
     "SIZES",
     "FamilyExample",
+    "family_counts",
     "family_example",
     "plot_family",
     "plot_sharing_patterns",
@@ -142,21 +144,50 @@ def family_example(family: str, scale: int = 1) -> FamilyExample:
     return FamilyExample(family, size_name, size, model, uses, column_of)
 
 
+@functools.cache
+def family_counts(family: str) -> tuple[tuple[int, int, int], ...]:
+    """``(size, stored, if untied)`` of ``family`` at each of its four scales (cached: the
+    explorer draws every scale's counts in every frame).
+
+    Examples:
+        >>> from shared_lib.book.ch01_what_is_parameter_sharing import family_counts
+        >>> family_counts("time (RNN)")[0]
+        (4, 130, 466)
+    """
+    examples = [family_example(family, scale) for scale in range(1, len(SIZES[family][1]) + 1)]
+    return tuple((e.size, e.unique, e.per_use) for e in examples)
+
+
 def plot_family(family: str, scale: int = 1) -> Figure:
-    """The chapter 01 explorer's view of one family: unique vs per-use counts, and its map."""
+    """The chapter 01 explorer's view of one family: how its two counts grow with the model
+    (all four scales, the chosen one marked) and the sharing map at the chosen scale."""
     example = family_example(family, scale)
+    sizes, stored, untied = zip(*family_counts(family), strict=True)
     with book_style():
         figure = plt.figure(figsize=(7.5, 3.6))
-        bars_ax, map_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.2]})
-        counts = [example.unique, example.per_use]
-        bars = bars_ax.bar(["stored\n(unique)", "if untied\n(per use)"], counts, color=PALETTE[:2])
-        bars_ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=10)
-        bars_ax.set_ylabel("parameters")
-        bars_ax.set_ylim(0, 1.18 * max(counts))
-        bars_ax.set_title(f"{example.per_use / example.unique:.1f}× fewer stored")
-        bars_ax.grid(axis="x", visible=False)
+        counts_ax, map_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 2]})
+        positions = range(len(sizes))
+        counts_ax.plot(positions, untied, "s--", color=PALETTE[1], label="if untied (per use)")
+        counts_ax.plot(positions, stored, "o-", color=PALETTE[0], label="stored (unique)")
+        here = scale - 1
+        counts_ax.plot([here, here], [stored[here], untied[here]], color="0.3", linewidth=3)
+        last = here == len(sizes) - 1  # the label goes on the side with room
+        counts_ax.annotate(
+            f"{untied[here] / stored[here]:.1f}× fewer",
+            (here, (stored[here] * untied[here]) ** 0.5), xytext=(-6 if last else 6, 0),
+            textcoords="offset points", va="center", ha="right" if last else "left",
+            fontsize=10,
+        )  # fmt: skip
+        counts_ax.set_yscale("log")
+        counts_ax.set_xticks(list(positions), [f"{n:,}" for n in sizes])
+        counts_ax.set_xlim(-0.3, len(sizes) - 0.4)
+        counts_ax.set_xlabel(example.size_name)
+        counts_ax.set_ylabel("parameters (log scale)")
+        counts_ax.legend(  # above the axes, clear of the lines
+            loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=9, frameon=False
+        )
         plot_sharing_map(
-            example.uses, ax=map_ax, column_of=example.column_of, max_rows=14,
+            example.uses, ax=map_ax, column_of=example.column_of, max_rows=10,
             title=f"{family}, {example.size_name} = {example.size}",
         )  # fmt: skip
         figure.tight_layout()

@@ -10,6 +10,7 @@ import shared_lib as sl
 from shared_lib.book.ch01_what_is_parameter_sharing import (
     FAMILIES,
     SIZES,
+    family_counts,
     family_example,
     plot_family,
     plot_sharing_patterns,
@@ -32,6 +33,17 @@ def test_family_bad_input():
         family_example("space")
     with pytest.raises(ValueError, match="scale"):
         family_example(FAMILIES[0], 5)
+
+
+def test_family_counts_follow_the_examples_and_the_saving_grows_with_scale():
+    for family in FAMILIES:
+        counts = family_counts(family)
+        example = family_example(family, 2)
+        assert counts[1] == (example.size, example.unique, example.per_use)
+        ratios = [untied / stored for _, stored, untied in counts]
+        assert ratios == sorted(ratios) and ratios[0] > 1, family
+    tied_lm = family_counts("input/output (tied LM)")
+    assert all(untied < 2 * stored for _, stored, untied in tied_lm)  # two uses at most
 
 
 def test_plots_draw_and_reject_empty_input():
