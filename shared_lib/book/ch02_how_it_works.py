@@ -70,7 +70,9 @@ __all__ = [
 #: per position (a locally connected layer), ``"mlp"`` is fully connected.
 KINDS = ("conv", "conv-flat", "local", "mlp")
 #: The learning rates each contender is swept over (Adam); the best on validation data is kept.
-LEARNING_RATES = (3e-3, 1e-2, 3e-2)
+#: The grid reaches 0.1 because three of the four contenders picked its top, 0.03, when it
+#: stopped there: a best recipe must lie inside the grid, not at its edge.
+LEARNING_RATES = (3e-3, 1e-2, 3e-2, 1e-1)
 
 
 def position_model(
@@ -787,5 +789,7 @@ def plot_set_results(
     ax.set_xticks(positions, ["count in range\n(order-free)", "first > last\n(order matters)"])
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.legend(  # below the axes, at the size of the tick labels
+        loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=10, frameon=False
+    )
     return ax
