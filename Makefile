@@ -30,18 +30,21 @@ $(STAMP): requirements.txt pyproject.toml
 assets:
 	bash scripts/fetch_assets.sh
 
-# The execution cache is keyed on each notebook's code only; when the library, its ledger or the
-# requirements change, every chapter is executed again, or the site would show old outputs.
+# The execution cache is keyed on each notebook's code only, and Sphinx re-reads only the pages
+# whose files changed; when the library, its ledger or the requirements change, both are dropped
+# so that every chapter is executed again, or the site would show old outputs.
 LIBRARY_KEY := _build/.library-key
 site: $(STAMP) assets
 	@key=$$(find shared_lib -type f -not -path '*/__pycache__/*' | LC_ALL=C sort \
 	  | xargs cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1); \
-	if [ -d _build/.jupyter_cache ] && [ "$$(cat $(LIBRARY_KEY) 2>/dev/null)" != "$$key" ]; then \
+	if [ -d _build/.doctrees -o -d _build/.jupyter_cache ] \
+	    && [ "$$(cat $(LIBRARY_KEY) 2>/dev/null)" != "$$key" ]; then \
 	  echo "== shared_lib changed since the cached executions: every chapter runs again"; \
-	  rm -rf _build/.jupyter_cache; fi; \
-	mkdir -p _build && echo "$$key" > $(LIBRARY_KEY)
+	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; fi; \
+	mkdir -p _build && echo "$$key" > $(LIBRARY_KEY).next
 	@echo "== building the website (executes every chapter, cached)"
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	mv $(LIBRARY_KEY).next $(LIBRARY_KEY)  # only a finished build counts as cached
 
 book: site pdf
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
