@@ -38,6 +38,9 @@ PRINT_CSS = """
   img.sl-frame { max-width: 100% !important; }
   details.hide { display: none !important; }
   pre { white-space: pre-wrap !important; word-break: break-word; }
+  /* the A4 column holds about 80 characters at the site's size: smaller, an 88-column code
+     line (chapters/ruff.toml) prints on one line instead of wrapping mid-expression */
+  div.cell div.cell_input pre, div.cell div.cell_output pre { font-size: 0.64em !important; }
 }
 """
 
